@@ -1,0 +1,435 @@
+/// @file
+/// @brief flowpool::bounded_queue: a blocking, bounded FIFO queue with Python `queue.Queue` semantics.
+#pragma once
+
+#include <flowpool/detail/deadline.hpp>
+#include <flowpool/detail/ring_buffer.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace flowpool {
+
+/// @brief A bounded, blocking, multi-producer multi-consumer FIFO queue with an unfinished-task
+/// counter and two ways to shut down, modelled on CPython 3.13's `queue.Queue`.
+///
+/// - `put` blocks while the queue is full (backpressure); `get` blocks while it is empty.
+/// - Every successful put raises the *unfinished* count; `task_done()` lowers it; `join()` waits
+///   for it to reach zero.
+/// - `shutdown()` is graceful: puts fail from then on, gets drain what is left and then return
+///   `std::nullopt`. `shutdown_now()` is immediate: it also removes the queued items and hands
+///   them back to the caller, counting each as done. Shutdown is one-way.
+///
+/// All members are thread-safe and may be called from any thread, including concurrently.
+/// Blocked threads sleep on condition variables; nothing busy-waits. The queue holds one mutex;
+/// no member calls user code while holding it except T's constructors and destructor.
+///
+/// **Memory ordering.** Everything a thread did before a successful `put` of an item
+/// happens-before everything the thread that receives that item (from `get` or `shutdown_now`)
+/// does after the call returns. Every `task_done()` call happens-before the return of a
+/// `join()`/`join_for()` that observed the count it helped reach zero. `shutdown()` and
+/// `shutdown_now()` happen-before any call that returns `false`/`std::nullopt` because of them.
+///
+/// **Exceptions.** If T's copy or move constructor throws inside a member, the exception reaches
+/// the caller, no lock stays held, and the queue is as it was: a throwing put adds nothing, a
+/// throwing get leaves the item at the front. Items are moved out with `std::move_if_noexcept`,
+/// so for a copyable T whose move may throw the queued item is copied and left intact.
+///
+/// **Lifetime.** Destroying the queue while a thread is inside one of its members is undefined
+/// behaviour; shut it down and join those threads first. Remaining items are destroyed with it.
+///
+/// @tparam T the element type; it must be move-constructible (or copy-constructible) and
+///           destructible without throwing.
+template <class T>
+class bounded_queue {
+ public:
+  /// The element type.
+  using value_type = T;
+
+  /// @brief Creates an empty, open queue that holds at most `capacity` items.
+  ///
+  /// Storage grows on demand up to `capacity`, so a large bound costs nothing until it is used.
+  /// Any thread; never blocks; allocates nothing up front.
+  /// @param capacity the most items the queue holds before `put` blocks; must be at least 1.
+  /// @throws std::invalid_argument if `capacity` is 0.
+  explicit bounded_queue(std::size_t capacity) : m_items(checked(capacity)), m_capacity(capacity) {}
+
+  bounded_queue(const bounded_queue&) = delete;             ///< Not copyable.
+  bounded_queue& operator=(const bounded_queue&) = delete;  ///< Not copyable.
+  bounded_queue(bounded_queue&&) = delete;                  ///< Not movable: threads hold references to it.
+  bounded_queue& operator=(bounded_queue&&) = delete;       ///< Not movable.
+  /// @brief Destroys the remaining items. No thread may be inside a member at this point.
+  ~bounded_queue() = default;
+
+  /// @brief Appends a copy of `item`, blocking while the queue is full.
+  ///
+  /// Any thread; blocks while full and open; may allocate (storage growth, T's copy).
+  /// Memory ordering: see the class description.
+  /// @param item the item to copy in; untouched on failure.
+  /// @return `true` once added; `false` if the queue is (or becomes, while waiting) shut down.
+  /// @throws whatever T's copy constructor or the allocator throws; nothing is added then.
+  [[nodiscard]] bool put(const T& item) { return put_until(item, detail::deadline::never()); }
+
+  /// @brief Appends `item` by moving it, blocking while the queue is full.
+  ///
+  /// Any thread; blocks while full and open; may allocate (storage growth).
+  /// @param item the item to move in; moved from only when the call returns `true`.
+  /// @return `true` once added; `false` if the queue is (or becomes, while waiting) shut down.
+  /// @throws whatever T's move constructor or the allocator throws; nothing is added then.
+  [[nodiscard]] bool put(T&& item) { return put_until(std::move(item), detail::deadline::never()); }
+
+  /// @brief Appends a copy of `item` if there is room now. Any thread; never blocks; may allocate.
+  /// @param item the item to copy in.
+  /// @return `false` if the queue is full or shut down (shutdown is checked first).
+  /// @throws whatever T's copy constructor or the allocator throws; nothing is added then.
+  [[nodiscard]] bool try_put(const T& item) { return put_until(item, detail::deadline::already_passed()); }
+
+  /// @brief Moves `item` in if there is room now. Any thread; never blocks; may allocate.
+  /// @param item the item to move in; moved from only when the call returns `true`.
+  /// @return `false` if the queue is full or shut down.
+  /// @throws whatever T's move constructor or the allocator throws; nothing is added then.
+  [[nodiscard]] bool try_put(T&& item) { return put_until(std::move(item), detail::deadline::already_passed()); }
+
+  /// @brief Moves `item` in, waiting at most `timeout` for room.
+  ///
+  /// Any thread; blocks for at most `timeout` (one deadline: spurious wake-ups never extend it);
+  /// may allocate. A zero or negative timeout makes a single non-blocking attempt; a timeout too
+  /// large to represent as a deadline waits without one.
+  /// @param item the item to move in; moved from only when the call returns `true`.
+  /// @param timeout the longest time to wait for room.
+  /// @return `false` on timeout or shutdown.
+  /// @throws whatever T's move constructor or the allocator throws; nothing is added then.
+  template <class Rep, class Period>
+  [[nodiscard]] bool try_put_for(T&& item, const std::chrono::duration<Rep, Period>& timeout) {
+    return put_until(std::move(item), detail::deadline::after(timeout));
+  }
+
+  /// @brief Copies `item` in, waiting at most `timeout` for room. As the rvalue overload.
+  /// @param item the item to copy in.
+  /// @param timeout the longest time to wait for room.
+  /// @return `false` on timeout or shutdown.
+  /// @throws whatever T's copy constructor or the allocator throws; nothing is added then.
+  template <class Rep, class Period>
+  [[nodiscard]] bool try_put_for(const T& item, const std::chrono::duration<Rep, Period>& timeout) {
+    return put_until(item, detail::deadline::after(timeout));
+  }
+
+  /// @brief Appends `item` even when the queue is full; the size may then exceed the capacity.
+  ///
+  /// For consumers that produce follow-up work: a consumer that blocked in `put` on a full queue
+  /// could stop the only threads that drain it. Use it for work created *by* consumers; outside
+  /// producers should use `put` so the capacity bounds them.
+  /// Any thread; never blocks; may allocate.
+  /// @param item the item to move in; moved from only when the call returns `true`.
+  /// @return `false` only if the queue is shut down.
+  /// @throws whatever T's move constructor or the allocator throws; nothing is added then.
+  [[nodiscard]] bool force_put(T&& item) {
+    wake_on_exit wake_getter{m_not_empty};
+    std::lock_guard lock(m_mutex);
+    if (m_shut_down) {
+      return false;
+    }
+    push_locked(std::move(item), wake_getter);
+    return true;
+  }
+
+  /// @brief Removes and returns the oldest item, blocking while the queue is empty.
+  ///
+  /// Any thread; blocks while empty and open; allocates only if T's move does.
+  /// Memory ordering: see the class description.
+  /// @return the item; `std::nullopt` once the queue is shut down and has nothing left to hand
+  ///         out (after `shutdown()` the remaining items are still returned first).
+  /// @throws whatever T's move (or copy) constructor throws; the item then stays queued.
+  [[nodiscard]] std::optional<T> get() { return get_until(detail::deadline::never()); }
+
+  /// @brief Removes and returns the oldest item if there is one now. Any thread; never blocks.
+  /// @return the item, or `std::nullopt` if the queue is empty.
+  /// @throws whatever T's move (or copy) constructor throws; the item then stays queued.
+  [[nodiscard]] std::optional<T> try_get() { return get_until(detail::deadline::already_passed()); }
+
+  /// @brief Removes and returns the oldest item, waiting at most `timeout` for one.
+  ///
+  /// Any thread; blocks for at most `timeout` (one deadline); a zero or negative timeout makes a
+  /// single non-blocking attempt.
+  /// @param timeout the longest time to wait for an item.
+  /// @return the item, or `std::nullopt` on timeout or when shut down and empty.
+  /// @throws whatever T's move (or copy) constructor throws; the item then stays queued.
+  template <class Rep, class Period>
+  [[nodiscard]] std::optional<T> try_get_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return get_until(detail::deadline::after(timeout));
+  }
+
+  /// @brief Marks one item previously received from the queue as fully processed.
+  ///
+  /// Any thread; never blocks (beyond the queue's mutex); never allocates.
+  /// Memory ordering: this call happens-before the return of any `join()` it releases.
+  /// @throws std::logic_error if the unfinished count is already 0 (called more often than items
+  ///         were put); the count stays unchanged.
+  void task_done() {
+    wake_on_exit wake_joiners{m_all_done};
+    std::lock_guard lock(m_mutex);
+    if (m_unfinished == 0) {
+      throw std::logic_error(
+          "flowpool::bounded_queue::task_done(): called more times than items were put "
+          "(the unfinished count is already 0)");
+    }
+    --m_unfinished;
+    if (m_unfinished == 0 && m_joiners_waiting != 0) {
+      wake_joiners.arm_all();
+    }
+  }
+
+  /// @brief Blocks until every item ever put has been marked done with `task_done()` (or removed
+  /// by `shutdown_now()`). Returns at once if nothing is unfinished; may be called again and again.
+  ///
+  /// Any thread; blocks; never allocates; never throws.
+  /// Memory ordering: every `task_done()` that counted towards zero happens-before the return.
+  void join() noexcept { (void)join_until(detail::deadline::never()); }
+
+  /// @brief As `join()`, waiting at most `timeout`.
+  /// @param timeout the longest time to wait; zero or negative checks once without blocking.
+  /// @return `true` if the unfinished count reached 0; `false` on timeout.
+  template <class Rep, class Period>
+  [[nodiscard]] bool join_for(const std::chrono::duration<Rep, Period>& timeout) noexcept {
+    return join_until(detail::deadline::after(timeout));
+  }
+
+  /// @brief Graceful shutdown: puts fail from now on; gets hand out what is left, then return
+  /// `std::nullopt` without blocking. Wakes every thread blocked in `put` (they return `false`)
+  /// and in `get` on an empty queue (they return `std::nullopt`). Idempotent.
+  ///
+  /// Any thread; never blocks (beyond the queue's mutex); never allocates; never throws.
+  void shutdown() noexcept {
+    {
+      std::lock_guard lock(m_mutex);
+      m_shut_down = true;
+    }
+    m_not_full.notify_all();
+    m_not_empty.notify_all();
+  }
+
+  /// @brief Immediate shutdown: as `shutdown()`, and removes every queued item and returns them
+  /// in FIFO order. Each removed item counts as done (the unfinished count drops by their number,
+  /// never below zero), which may release `join()`. Items already handed out by `get` still need
+  /// their `task_done()`. May be called after `shutdown()` to drain what is left.
+  ///
+  /// Any thread; never blocks (beyond the queue's mutex); allocates the returned vector.
+  /// Memory ordering: every `put` of a returned item happens-before the return.
+  /// @return the removed items, oldest first.
+  /// @throws std::bad_alloc if the vector cannot be allocated: then nothing changed at all.
+  ///         If T's move (or copy) constructor throws, the queue is shut down (gracefully) and
+  ///         every item stays queued, to be drained by `get` or another `shutdown_now()`.
+  [[nodiscard]] std::vector<T> shutdown_now() {
+    wake_on_exit wake_getters{m_not_empty};
+    wake_on_exit wake_putters{m_not_full};
+    wake_on_exit wake_joiners{m_all_done};
+    std::vector<T> removed;
+    std::lock_guard lock(m_mutex);
+    removed.reserve(m_items.size());
+    m_shut_down = true;
+    wake_getters.arm_all();
+    wake_putters.arm_all();
+    for (std::size_t i = 0; i < m_items.size(); ++i) {
+      removed.emplace_back(std::move_if_noexcept(m_items.at_offset(i)));
+    }
+    const std::size_t count = m_items.size();
+    m_items.clear();
+    m_unfinished -= count < m_unfinished ? count : m_unfinished;
+    if (m_unfinished == 0 && m_joiners_waiting != 0) {
+      wake_joiners.arm_all();
+    }
+    return removed;
+  }
+
+  /// @brief The number of queued items, possibly stale by the time it returns. Any thread; never throws.
+  /// @return the current size.
+  [[nodiscard]] std::size_t size() const noexcept {
+    std::lock_guard lock(m_mutex);
+    return m_items.size();
+  }
+
+  /// @brief The bound given at construction. Any thread; never blocks; never throws.
+  /// @return the capacity.
+  [[nodiscard]] std::size_t capacity() const noexcept { return m_capacity; }
+
+  /// @brief Whether `size() == 0`, possibly stale by the time it returns. Any thread; never throws.
+  /// @return true if empty.
+  [[nodiscard]] bool empty() const noexcept { return size() == 0; }
+
+  /// @brief Whether `size() >= capacity()`, possibly stale by the time it returns. Any thread; never throws.
+  /// @return true if full.
+  [[nodiscard]] bool full() const noexcept { return size() >= m_capacity; }
+
+  /// @brief Items put and not yet marked done. Any thread; never throws.
+  /// @return the unfinished count.
+  [[nodiscard]] std::size_t unfinished() const noexcept {
+    std::lock_guard lock(m_mutex);
+    return m_unfinished;
+  }
+
+  /// @brief Whether `shutdown()` or `shutdown_now()` has been called. Any thread; never throws.
+  /// @return true once shut down (it never becomes false again).
+  [[nodiscard]] bool is_shut_down() const noexcept {
+    std::lock_guard lock(m_mutex);
+    return m_shut_down;
+  }
+
+  /// @brief The largest size the queue has had. Any thread; never throws.
+  /// @return the high-water mark (it can exceed the capacity only through `force_put`).
+  [[nodiscard]] std::size_t high_water_mark() const noexcept {
+    std::lock_guard lock(m_mutex);
+    return m_high_water;
+  }
+
+ private:
+  // Notifies a condition variable when the scope ends, i.e. after the lock declared below it has
+  // been released, so the woken thread does not immediately block on the mutex we still hold.
+  // Arming is done under the lock; the notify itself needs no lock.
+  class wake_on_exit {
+   public:
+    explicit wake_on_exit(std::condition_variable& cv) noexcept : m_cv(cv) {}
+    wake_on_exit(const wake_on_exit&) = delete;
+    wake_on_exit& operator=(const wake_on_exit&) = delete;
+    ~wake_on_exit() {
+      if (m_mode == mode::all) {
+        m_cv.notify_all();
+      } else if (m_mode == mode::one) {
+        m_cv.notify_one();
+      }
+    }
+    void arm_one() noexcept {
+      if (m_mode == mode::none) {
+        m_mode = mode::one;
+      }
+    }
+    void arm_all() noexcept { m_mode = mode::all; }
+
+   private:
+    enum class mode { none, one, all };
+    std::condition_variable& m_cv;
+    mode m_mode = mode::none;
+  };
+
+  // Counts a thread as waiting on a condition variable while it is inside wait(): notifiers read
+  // the count (under the mutex) and skip the notify syscall when nobody waits.
+  class waiting {
+   public:
+    explicit waiting(std::size_t& count) noexcept : m_count(count) { ++m_count; }
+    waiting(const waiting&) = delete;
+    waiting& operator=(const waiting&) = delete;
+    ~waiting() { --m_count; }
+
+   private:
+    std::size_t& m_count;
+  };
+
+  // Pops the front item when the scope ends without an exception, i.e. after the caller's return
+  // value has been move-constructed from it; if that move throws, the item stays queued.
+  class pop_on_success {
+   public:
+    pop_on_success(bounded_queue& queue, wake_on_exit& wake_putter) noexcept
+        : m_queue(queue), m_wake_putter(wake_putter) {}
+    pop_on_success(const pop_on_success&) = delete;
+    pop_on_success& operator=(const pop_on_success&) = delete;
+    ~pop_on_success() {
+      if (std::uncaught_exceptions() == m_exceptions) {
+        m_queue.m_items.pop_front();
+        if (m_queue.m_putters_waiting != 0 && m_queue.m_items.size() < m_queue.m_capacity) {
+          m_wake_putter.arm_one();
+        }
+      }
+    }
+
+   private:
+    bounded_queue& m_queue;
+    wake_on_exit& m_wake_putter;
+    int m_exceptions = std::uncaught_exceptions();
+  };
+
+  static std::size_t checked(std::size_t capacity) {
+    if (capacity == 0) {
+      throw std::invalid_argument("flowpool::bounded_queue: capacity must be at least 1 (got 0)");
+    }
+    return capacity;
+  }
+
+  template <class U>
+  bool put_until(U&& item, const detail::deadline& deadline) {
+    wake_on_exit wake_getter{m_not_empty};  // destroyed last: notifies after the unlock
+    std::unique_lock lock(m_mutex);
+    if (!m_shut_down && m_items.size() >= m_capacity) {
+      waiting counted(m_putters_waiting);
+      (void)deadline.wait(m_not_full, lock, [&] { return m_shut_down || m_items.size() < m_capacity; });
+    }
+    if (m_shut_down || m_items.size() >= m_capacity) {
+      return false;
+    }
+    push_locked(std::forward<U>(item), wake_getter);
+    return true;
+  }
+
+  template <class U>
+  void push_locked(U&& item, wake_on_exit& wake_getter) {
+    m_items.push_back(std::forward<U>(item));  // may throw: nothing has changed yet
+    ++m_unfinished;
+    if (m_items.size() > m_high_water) {
+      m_high_water = m_items.size();
+    }
+    if (m_getters_waiting != 0) {
+      wake_getter.arm_one();
+    }
+  }
+
+  std::optional<T> get_until(const detail::deadline& deadline) {
+    wake_on_exit wake_putter{m_not_full};  // destroyed last: notifies after the unlock
+    std::unique_lock lock(m_mutex);
+    if (!m_shut_down && m_items.empty()) {
+      waiting counted(m_getters_waiting);
+      (void)deadline.wait(m_not_empty, lock, [&] { return m_shut_down || !m_items.empty(); });
+    }
+    if (m_items.empty()) {
+      return std::nullopt;
+    }
+    return take_front(wake_putter);
+  }
+
+  // Precondition: the mutex is held and the queue is not empty. The returned prvalue is built
+  // directly in the caller's return slot (guaranteed copy elision), before the front is popped.
+  std::optional<T> take_front(wake_on_exit& wake_putter) {
+    pop_on_success pop{*this, wake_putter};
+    return std::optional<T>(std::in_place, std::move_if_noexcept(m_items.front()));
+  }
+
+  bool join_until(const detail::deadline& deadline) noexcept {
+    std::unique_lock lock(m_mutex);
+    if (m_unfinished == 0) {
+      return true;
+    }
+    waiting counted(m_joiners_waiting);
+    return deadline.wait(m_all_done, lock, [&] { return m_unfinished == 0; });
+  }
+
+  mutable std::mutex m_mutex;
+  std::condition_variable m_not_empty;  // getters wait here; put and shutdown notify
+  std::condition_variable m_not_full;   // putters wait here; get and shutdown notify
+  std::condition_variable m_all_done;   // joiners wait here; task_done and shutdown_now notify
+  // Everything below is guarded by m_mutex.
+  detail::ring_buffer<T> m_items;
+  const std::size_t m_capacity;
+  std::size_t m_unfinished = 0;
+  std::size_t m_high_water = 0;
+  std::size_t m_getters_waiting = 0;
+  std::size_t m_putters_waiting = 0;
+  std::size_t m_joiners_waiting = 0;
+  bool m_shut_down = false;
+};
+
+}  // namespace flowpool

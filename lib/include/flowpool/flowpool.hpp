@@ -1,0 +1,6 @@
+/// @file
+/// @brief The umbrella header: includes every public flowpool header.
+#pragma once
+
+#include <flowpool/bounded_queue.hpp>
+#include <flowpool/version.hpp>
