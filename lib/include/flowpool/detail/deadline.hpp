@@ -37,7 +37,9 @@ class deadline {
   }
 
   [[nodiscard]] bool is_never() const noexcept { return !m_at.has_value(); }
-  [[nodiscard]] bool passed() const noexcept { return m_at.has_value() && (*m_at == clock::time_point::min() || clock::now() >= *m_at); }
+  [[nodiscard]] bool passed() const noexcept {
+    return m_at.has_value() && (*m_at == clock::time_point::min() || clock::now() >= *m_at);
+  }
 
   // Waits on `cv` until `pred()` holds or the deadline passes; returns pred(). Like the standard's
   // predicate overloads, it re-checks pred() after a timeout, so a waiter whose timeout races
