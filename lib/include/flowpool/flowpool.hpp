@@ -3,4 +3,5 @@
 #pragma once
 
 #include <flowpool/bounded_queue.hpp>
+#include <flowpool/server_pool.hpp>
 #include <flowpool/version.hpp>
