@@ -1,13 +1,1426 @@
+// Unit tests for flowpool::bounded_queue: one case per point of its contract (issue 2), plus the
+// fault and bad-input cases of issue 6. Multithreaded cases never sleep to order threads: a thread
+// that must be blocked is observed asleep in the kernel (see blocking_call), and every outcome is
+// asserted so that it is right whether or not the thread had blocked yet.
 #include <doctest/doctest.h>
 
 #include <flowpool/bounded_queue.hpp>
 
+#include <array>
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if defined(__linux__)
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <fstream>
+#endif
+
+namespace {
+
+using namespace std::chrono_literals;
+using flowpool::bounded_queue;
+using clock_type = std::chrono::steady_clock;
+
+// How long a helper waits for something that must happen before it declares a hang. Far above
+// any legitimate latency, even under ThreadSanitizer on a loaded 2-core machine.
+constexpr auto k_hang_limit = 10s;
+
+// Waits until `done()` holds or k_hang_limit passes; returns done(). It detects hangs and waits
+// for observable state; it never orders threads.
+template <class Pred>
+bool eventually(Pred done) {
+  const auto give_up = clock_type::now() + k_hang_limit;
+  while (!done()) {
+    if (clock_type::now() >= give_up) {
+      return done();
+    }
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+#if defined(__linux__)
+// The scheduler state of thread `tid` of this process ('R' running, 'S' asleep, ...), or '?'.
+char thread_state(pid_t tid) {
+  std::ifstream stat("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const std::size_t name_end = line.rfind(')');  // the thread name may contain spaces and ')'
+  if (name_end == std::string::npos || name_end + 2 >= line.size()) {
+    return '?';
+  }
+  return line[name_end + 2];
+}
+#endif
+
+// Observes a thread that makes one blocking call. The thread calls entering() just before the
+// call and returned() just after it; the test thread calls wait_until_blocked_or_returned() and
+// then acts. On Linux "blocked" means asleep in the kernel on several consecutive looks (nothing
+// else in these tests holds the queue's mutex at that point, so the sleep is the queue's wait);
+// elsewhere it degrades to "entered and given some time". Either way the test's assertions hold
+// whether or not the thread had blocked, so the probe only makes the tests sharper.
+class blocking_call {
+ public:
+  void entering() noexcept {
+#if defined(__linux__)
+    m_tid.store(::gettid(), std::memory_order_relaxed);  // published by the release store below
+#endif
+    m_entered.store(true, std::memory_order_release);  // pairs with: acquire load in the wait
+  }
+
+  void returned() noexcept { m_returned.store(true, std::memory_order_release); }
+
+  [[nodiscard]] bool has_returned() const noexcept { return m_returned.load(std::memory_order_acquire); }
+
+  void wait_until_blocked_or_returned() const {
+    int asleep_in_a_row = 0;
+    (void)eventually([&] {
+      if (has_returned()) {
+        return true;
+      }
+      if (!m_entered.load(std::memory_order_acquire)) {
+        return false;
+      }
+#if defined(__linux__)
+      asleep_in_a_row = thread_state(m_tid.load(std::memory_order_relaxed)) == 'S' ? asleep_in_a_row + 1 : 0;
+      return asleep_in_a_row >= 3;
+#else
+      return ++asleep_in_a_row >= 10000;
+#endif
+    });
+  }
+
+ private:
+  std::atomic<bool> m_entered{false};
+  std::atomic<bool> m_returned{false};
+#if defined(__linux__)
+  std::atomic<pid_t> m_tid{0};
+#endif
+};
+
+// What a blocking call returned, and whether it had already returned before the test acted.
+template <class R>
+struct outcome {
+  R value;
+  bool returned_before_act;
+};
+
+// Runs `call` on a new thread; once it is blocked (or has returned), runs `act` on this thread;
+// then joins the thread and returns what `call` returned.
+template <class Call, class Act>
+auto call_blocked_then(Call call, Act act) {
+  using result_t = std::invoke_result_t<Call&>;
+  blocking_call probe;
+  std::optional<result_t> result;
+  std::thread caller([&] {
+    probe.entering();
+    result.emplace(call());
+    probe.returned();
+  });
+  probe.wait_until_blocked_or_returned();
+  const bool returned_before_act = probe.has_returned();
+  act();
+  caller.join();
+  return outcome<result_t>{std::move(*result), returned_before_act};
+}
+
+// A copyable element whose copy and move constructors both throw while `armed` is set. Its move
+// constructor is not noexcept, so the queue copies it where it must not lose it.
+struct fragile_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct fragile {
+  static inline std::atomic<bool> armed{false};
+
+  explicit fragile(int v) noexcept : value(v) {}
+  fragile(const fragile& other) : value(other.value) {
+    if (armed.load()) {
+      throw fragile_error("fragile: copy constructor armed to throw");
+    }
+  }
+  fragile(fragile&& other) noexcept(false) : value(other.value) {  // NOLINT(performance-noexcept-move-constructor)
+    if (armed.load()) {
+      throw fragile_error("fragile: move constructor armed to throw");
+    }
+    other.value = -1;
+  }
+  fragile& operator=(const fragile&) = delete;
+  fragile& operator=(fragile&&) = delete;
+  ~fragile() = default;
+
+  int value;
+};
+
+// Arms fragile's constructors for the lifetime of the guard.
+class armed_scope {
+ public:
+  armed_scope() noexcept { fragile::armed.store(true); }
+  armed_scope(const armed_scope&) = delete;
+  armed_scope& operator=(const armed_scope&) = delete;
+  ~armed_scope() { fragile::armed.store(false); }
+};
+
+// Counts live instances, so a test can check that every element is destroyed exactly once.
+struct counted {
+  static inline std::atomic<int> live{0};
+
+  explicit counted(int v) noexcept : value(v) { ++live; }
+  counted(const counted& other) noexcept : value(other.value) { ++live; }
+  counted(counted&& other) noexcept : value(other.value) { ++live; }
+  counted& operator=(const counted&) = delete;
+  counted& operator=(counted&&) = delete;
+  ~counted() { --live; }
+
+  int value;
+};
+
+std::string long_text(char c) { return std::string(100, c); }  // never in the small-string buffer
+
+std::vector<int> drain(bounded_queue<int>& q) {
+  std::vector<int> out;
+  while (auto item = q.try_get()) {
+    out.push_back(*item);
+  }
+  return out;
+}
+
+}  // namespace
+
 TEST_SUITE("bounded_queue") {
-  TEST_CASE("items come out in FIFO order") {
-    flowpool::bounded_queue<int> q(4);
+  // ---------------------------------------------------------------------------------------------
+  // Construction and observers
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE("capacity 0 throws std::invalid_argument whose message names capacity") {
+    CHECK_THROWS_AS(bounded_queue<int>(0), std::invalid_argument);
+    try {
+      bounded_queue<int> q(0);
+      FAIL("no exception for capacity 0");
+    } catch (const std::invalid_argument& e) {
+      const std::string message = e.what();
+      CHECK(message.find("capacity") != std::string::npos);
+      CHECK(message.find('0') != std::string::npos);
+    }
+  }
+
+  TEST_CASE("a new queue is empty, open, not full and has nothing unfinished") {
+    bounded_queue<int> q(3);
+    CHECK(q.capacity() == 3);
+    CHECK(q.size() == 0);
+    CHECK(q.empty());
+    CHECK_FALSE(q.full());
+    CHECK(q.unfinished() == 0);
+    CHECK_FALSE(q.is_shut_down());
+    CHECK(q.high_water_mark() == 0);
+  }
+
+  TEST_CASE("size, empty and full follow puts and gets; full means size >= capacity") {
+    bounded_queue<int> q(2);
     CHECK(q.put(1));
+    CHECK(q.size() == 1);
+    CHECK_FALSE(q.empty());
+    CHECK_FALSE(q.full());
     CHECK(q.put(2));
+    CHECK(q.size() == 2);
+    CHECK(q.full());
+    CHECK(q.get() == 1);
+    CHECK(q.size() == 1);
+    CHECK_FALSE(q.full());
+    CHECK(q.get() == 2);
+    CHECK(q.empty());
+    CHECK(q.capacity() == 2);
+  }
+
+  TEST_CASE("a capacity-1 queue holds exactly one item") {
+    bounded_queue<int> q(1);
+    CHECK(q.try_put(1));
+    CHECK(q.full());
+    CHECK_FALSE(q.try_put(2));
+    CHECK(q.size() == 1);
+    CHECK(q.get() == 1);
+    CHECK(q.try_put(3));
+    CHECK(q.get() == 3);
+  }
+
+  TEST_CASE("a huge capacity allocates nothing up front") {
+    bounded_queue<int> q(std::numeric_limits<std::size_t>::max());
+    CHECK(q.capacity() == std::numeric_limits<std::size_t>::max());
+    CHECK(q.put(1));
+    CHECK(q.get() == 1);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // FIFO and storage
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE("items come out in FIFO order") {
+    bounded_queue<int> q(8);
+    for (int i = 0; i < 8; ++i) {
+      CHECK(q.put(i));
+    }
+    for (int i = 0; i < 8; ++i) {
+      CHECK(q.get() == i);
+    }
+    CHECK(q.empty());
+  }
+
+  TEST_CASE("FIFO order holds while the storage wraps around many times") {
+    bounded_queue<int> q(5);
+    int next_in = 0;
+    int next_out = 0;
+    for (int round = 0; round < 200; ++round) {
+      const int puts = 1 + (round % 5);
+      for (int i = 0; i < puts && !q.full(); ++i) {
+        CHECK(q.try_put(next_in++));
+      }
+      const int gets = 1 + ((round * 7) % 5);
+      for (int i = 0; i < gets && !q.empty(); ++i) {
+        CHECK(q.try_get() == next_out++);
+      }
+    }
+    for (int item : drain(q)) {
+      CHECK(item == next_out++);
+    }
+    CHECK(next_out == next_in);
+  }
+
+  TEST_CASE("FIFO order holds when the storage grows while wrapped") {
+    bounded_queue<int> q(1000);  // storage starts small and doubles on demand
+    int next_in = 0;
+    int next_out = 0;
+    for (int i = 0; i < 12; ++i) {
+      CHECK(q.put(next_in++));
+    }
+    for (int i = 0; i < 10; ++i) {
+      CHECK(q.get() == next_out++);
+    }
+    for (int i = 0; i < 300; ++i) {  // wraps the small buffer, then grows it several times
+      CHECK(q.put(next_in++));
+    }
+    for (int item : drain(q)) {
+      CHECK(item == next_out++);
+    }
+    CHECK(next_out == next_in);
+  }
+
+  TEST_CASE("every element is destroyed exactly once: after get, shutdown_now, and with the queue") {
+    REQUIRE(counted::live.load() == 0);
+    {
+      bounded_queue<counted> q(4);
+      for (int round = 0; round < 10; ++round) {  // wrap the buffer
+        CHECK(q.put(counted{round}));
+        CHECK(q.put(counted{round + 100}));
+        CHECK(q.get()->value == round);
+        CHECK(q.get()->value == round + 100);
+      }
+      CHECK(counted::live.load() == 0);
+      CHECK(q.put(counted{1}));
+      CHECK(q.put(counted{2}));
+      CHECK(q.force_put(counted{3}));
+      CHECK(q.force_put(counted{4}));
+      CHECK(q.force_put(counted{5}));  // grows past the capacity
+      CHECK(counted::live.load() == 5);
+      {
+        std::vector<counted> removed = q.shutdown_now();
+        CHECK(removed.size() == 5);
+        CHECK(counted::live.load() == 5);  // now owned by the vector only
+      }
+      CHECK(counted::live.load() == 0);
+    }
+    {
+      bounded_queue<counted> q(4);
+      CHECK(q.put(counted{1}));
+      CHECK(q.put(counted{2}));
+      CHECK(counted::live.load() == 2);
+    }  // the queue destroys what it still holds
+    CHECK(counted::live.load() == 0);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // put / try_put / force_put
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE("try_put returns false when full and leaves the queue unchanged") {
+    bounded_queue<int> q(2);
+    CHECK(q.try_put(1));
+    CHECK(q.try_put(2));
+    CHECK_FALSE(q.try_put(3));
+    const int lvalue = 4;
+    CHECK_FALSE(q.try_put(lvalue));
+    CHECK(q.size() == 2);
+    CHECK(q.unfinished() == 2);
+    CHECK(drain(q) == std::vector<int>{1, 2});
+  }
+
+  TEST_CASE("a failed try_put on a full queue leaves an rvalue item untouched") {
+    bounded_queue<std::string> q(1);
+    CHECK(q.put(long_text('a')));
+    std::string item = long_text('b');
+    CHECK_FALSE(q.try_put(std::move(item)));
+    CHECK(item == long_text('b'));  // NOLINT(bugprone-use-after-move): the contract says untouched
+    CHECK_FALSE(q.try_put_for(std::move(item), 1ms));
+    CHECK(item == long_text('b'));  // NOLINT(bugprone-use-after-move)
+  }
+
+  TEST_CASE("put and try_put copy from lvalues and move from rvalues") {
+    bounded_queue<std::string> q(4);
+    const std::string original = long_text('c');
+    CHECK(q.put(original));
+    CHECK(q.try_put(original));
+    CHECK(original == long_text('c'));
+    std::string moved = long_text('d');
+    CHECK(q.put(std::move(moved)));
+    CHECK(moved.empty());  // NOLINT(bugprone-use-after-move): a successful rvalue put moves (libstdc++ empties)
+    CHECK(q.get() == long_text('c'));
+    CHECK(q.get() == long_text('c'));
+    CHECK(q.get() == long_text('d'));
+  }
+
+  TEST_CASE("each successful put raises unfinished; the high-water mark records the peak size") {
+    bounded_queue<int> q(4);
+    CHECK(q.put(1));
+    CHECK(q.try_put(2));
+    CHECK(q.try_put_for(3, 0s));
+    CHECK(q.unfinished() == 3);
+    CHECK(q.high_water_mark() == 3);
     CHECK(q.get() == 1);
     CHECK(q.get() == 2);
+    CHECK(q.unfinished() == 3);  // a get does not finish an item
+    CHECK(q.high_water_mark() == 3);
+    CHECK(q.put(4));
+    CHECK(q.high_water_mark() == 3);
+  }
+
+  TEST_CASE("force_put exceeds the capacity without blocking and puts stay refused until size < capacity") {
+    bounded_queue<int> q(2);
+    CHECK(q.put(1));
+    CHECK(q.put(2));
+    CHECK(q.force_put(3));  // on a full queue: never blocks
+    CHECK(q.force_put(4));
+    CHECK(q.size() == 4);
+    CHECK(q.full());
+    CHECK(q.unfinished() == 4);
+    CHECK(q.high_water_mark() == 4);
+    CHECK_FALSE(q.try_put(5));
+    CHECK(q.get() == 1);
+    CHECK(q.get() == 2);
+    CHECK_FALSE(q.try_put(5));  // size 2 == capacity: still full
+    CHECK(q.get() == 3);
+    CHECK(q.try_put(5));
+    CHECK(drain(q) == std::vector<int>{4, 5});
+    CHECK(q.high_water_mark() == 4);
+  }
+
+  TEST_CASE("force_put returns false after shutdown and leaves the item untouched") {
+    bounded_queue<std::unique_ptr<int>> q(1);
+    q.shutdown();
+    auto item = std::make_unique<int>(7);
+    CHECK_FALSE(q.force_put(std::move(item)));
+    REQUIRE(item != nullptr);  // NOLINT(bugprone-use-after-move): untouched on failure
+    CHECK(*item == 7);
+    CHECK(q.size() == 0);
+    CHECK(q.unfinished() == 0);
+  }
+
+  TEST_CASE("force_put wakes a getter blocked on an empty queue" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    auto got = call_blocked_then([&] { return q.get(); }, [&] { CHECK(q.force_put(9)); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value == 9);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Shutdown: checked first, items stay with the caller
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE("shutdown is checked first: put and try_put return false on a shut-down full queue" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    CHECK(q.put(1));
+    q.shutdown();
+    CHECK(q.is_shut_down());
+    CHECK_FALSE(q.try_put(2));
+    CHECK_FALSE(q.try_put_for(2, 1h));  // must not wait for room
+    CHECK_FALSE(q.put(2));              // must not block on the full queue
+    const int lvalue = 3;
+    CHECK_FALSE(q.put(lvalue));
+    CHECK(q.size() == 1);
+    CHECK(q.unfinished() == 1);
+  }
+
+  TEST_CASE("put on a shut-down queue leaves an lvalue and an rvalue item untouched") {
+    bounded_queue<std::string> q(4);
+    q.shutdown();
+    const std::string lvalue = long_text('l');
+    std::string rvalue = long_text('r');
+    CHECK_FALSE(q.put(lvalue));
+    CHECK_FALSE(q.put(std::move(rvalue)));
+    CHECK_FALSE(q.try_put(lvalue));
+    CHECK_FALSE(q.try_put(std::move(rvalue)));
+    CHECK_FALSE(q.try_put_for(lvalue, 1s));
+    CHECK_FALSE(q.try_put_for(std::move(rvalue), 1s));
+    CHECK_FALSE(q.force_put(std::move(rvalue)));
+    CHECK(lvalue == long_text('l'));
+    CHECK(rvalue == long_text('r'));  // NOLINT(bugprone-use-after-move): the contract says untouched
+    CHECK(q.size() == 0);
+    CHECK(q.unfinished() == 0);
+  }
+
+  TEST_CASE("put on a shut-down queue leaves a move-only item with the caller") {
+    bounded_queue<std::unique_ptr<int>> q(4);
+    (void)q.shutdown_now();
+    auto item = std::make_unique<int>(42);
+    CHECK_FALSE(q.put(std::move(item)));
+    CHECK_FALSE(q.try_put(std::move(item)));
+    CHECK_FALSE(q.try_put_for(std::move(item), 10ms));
+    REQUIRE(item != nullptr);  // NOLINT(bugprone-use-after-move)
+    CHECK(*item == 42);
+  }
+
+  TEST_CASE("shutdown is one-way and may be called again") {
+    bounded_queue<int> q(2);
+    CHECK(q.put(1));
+    q.shutdown();
+    q.shutdown();
+    CHECK(q.is_shut_down());
+    CHECK(q.get() == 1);
+    CHECK(q.get() == std::nullopt);
+    q.shutdown();
+    CHECK(q.is_shut_down());
+    CHECK(q.shutdown_now().empty());
+    CHECK(q.shutdown_now().empty());
+    CHECK(q.is_shut_down());
+  }
+
+  TEST_CASE("get after shutdown drains the remaining items, then returns nullopt without blocking" * doctest::timeout(20)) {
+    bounded_queue<int> q(4);
+    CHECK(q.put(1));
+    CHECK(q.put(2));
+    CHECK(q.put(3));
+    q.shutdown();
+    CHECK(q.get() == 1);
+    CHECK(q.try_get() == 2);
+    CHECK(q.try_get_for(1h) == 3);
+    CHECK(q.get() == std::nullopt);  // at once: a blocking get here would hang the case
+    CHECK(q.get() == std::nullopt);
+    CHECK(q.try_get_for(1h) == std::nullopt);
+    CHECK(q.unfinished() == 3);  // items handed out by get still need task_done
+  }
+
+  TEST_CASE("after shutdown_now every get returns nullopt" * doctest::timeout(20)) {
+    bounded_queue<int> q(4);
+    CHECK(q.put(1));
+    CHECK(q.put(2));
+    const std::vector<int> removed = q.shutdown_now();
+    CHECK(removed == std::vector<int>{1, 2});
+    CHECK(q.is_shut_down());
+    CHECK(q.empty());
+    CHECK(q.get() == std::nullopt);
+    CHECK(q.try_get() == std::nullopt);
+    CHECK(q.try_get_for(1h) == std::nullopt);
+    CHECK_FALSE(q.put(3));
+  }
+
+  TEST_CASE("shutdown_now returns the queued items in FIFO order, also when the storage has wrapped") {
+    bounded_queue<int> q(4);
+    CHECK(q.put(0));
+    CHECK(q.put(1));
+    CHECK(q.put(2));
+    CHECK(q.get() == 0);
+    CHECK(q.get() == 1);
+    CHECK(q.put(3));
+    CHECK(q.put(4));
+    CHECK(q.put(5));  // 2..5, wrapped around the 4-slot storage
+    CHECK(q.shutdown_now() == std::vector<int>{2, 3, 4, 5});
+    CHECK(q.size() == 0);
+  }
+
+  TEST_CASE("shutdown_now counts each removed item as done") {
+    bounded_queue<int> q(4);
+    CHECK(q.put(1));
+    CHECK(q.put(2));
+    CHECK(q.put(3));
+    CHECK(q.get() == 1);  // handed out: still unfinished after shutdown_now
+    CHECK(q.unfinished() == 3);
+    CHECK(q.shutdown_now().size() == 2);
+    CHECK(q.unfinished() == 1);
+    CHECK_FALSE(q.join_for(0s));
+    q.task_done();
+    CHECK(q.unfinished() == 0);
+    CHECK(q.join_for(0s));
+  }
+
+  TEST_CASE("shutdown_now never lowers unfinished below zero when task_done already ran for queued items") {
+    SUBCASE("all queued items already marked done") {
+      bounded_queue<int> q(4);
+      CHECK(q.put(1));
+      CHECK(q.put(2));
+      CHECK(q.put(3));
+      q.task_done();
+      q.task_done();
+      q.task_done();
+      CHECK(q.unfinished() == 0);
+      CHECK(q.shutdown_now().size() == 3);
+      CHECK(q.unfinished() == 0);
+      CHECK_THROWS_AS(q.task_done(), std::logic_error);
+      CHECK(q.unfinished() == 0);
+    }
+    SUBCASE("some queued items already marked done") {
+      bounded_queue<int> q(4);
+      CHECK(q.put(1));
+      CHECK(q.put(2));
+      CHECK(q.put(3));
+      q.task_done();
+      q.task_done();
+      CHECK(q.unfinished() == 1);
+      CHECK(q.shutdown_now().size() == 3);
+      CHECK(q.unfinished() == 0);
+      CHECK(q.join_for(0s));
+    }
+  }
+
+  TEST_CASE("shutdown_now after shutdown drains what is left") {
+    bounded_queue<int> q(4);
+    CHECK(q.put(1));
+    CHECK(q.put(2));
+    CHECK(q.put(3));
+    q.shutdown();
+    CHECK(q.get() == 1);
+    CHECK(q.shutdown_now() == std::vector<int>{2, 3});
+    CHECK(q.get() == std::nullopt);
+    CHECK(q.unfinished() == 1);
+  }
+
+  TEST_CASE("a move-only element type works for put, get, force_put and shutdown_now") {
+    bounded_queue<std::unique_ptr<int>> q(3);
+    CHECK(q.put(std::make_unique<int>(1)));
+    CHECK(q.try_put(std::make_unique<int>(2)));
+    CHECK(q.try_put_for(std::make_unique<int>(3), 1s));
+    CHECK(q.force_put(std::make_unique<int>(4)));
+    std::optional<std::unique_ptr<int>> first = q.get();
+    REQUIRE(first.has_value());
+    REQUIRE(*first != nullptr);
+    CHECK(**first == 1);
+    std::optional<std::unique_ptr<int>> second = q.try_get_for(0s);
+    REQUIRE(second.has_value());
+    CHECK(**second == 2);
+    std::vector<std::unique_ptr<int>> rest = q.shutdown_now();
+    REQUIRE(rest.size() == 2);
+    CHECK(*rest[0] == 3);
+    CHECK(*rest[1] == 4);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // task_done / join
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE("task_done called too often throws std::logic_error and leaves the count unchanged") {
+    bounded_queue<int> q(2);
+    CHECK_THROWS_AS(q.task_done(), std::logic_error);
+    CHECK(q.unfinished() == 0);
+    CHECK(q.put(1));
+    CHECK(q.get() == 1);
+    q.task_done();
+    CHECK_THROWS_AS(q.task_done(), std::logic_error);
+    CHECK(q.unfinished() == 0);  // not wrapped around
+    CHECK(q.put(2));
+    CHECK(q.unfinished() == 1);  // and counting still works
+    CHECK(q.join_for(0s) == false);
+    q.task_done();
+    CHECK(q.join_for(0s));
+  }
+
+  TEST_CASE("task_done's logic_error says what went wrong") {
+    bounded_queue<int> q(1);
+    try {
+      q.task_done();
+      FAIL("no exception");
+    } catch (const std::logic_error& e) {
+      CHECK(std::string(e.what()).find("task_done") != std::string::npos);
+    }
+  }
+
+  TEST_CASE("join returns at once when nothing is unfinished and may be called again and again" * doctest::timeout(20)) {
+    bounded_queue<int> q(2);
+    q.join();  // fresh queue
+    q.join();
+    CHECK(q.put(1));
+    CHECK(q.get() == 1);
+    q.task_done();
+    q.join();
+    q.join();
+    CHECK(q.join_for(0s));
+    CHECK(q.put(2));
+    CHECK_FALSE(q.join_for(0s));
+    CHECK(q.get() == 2);
+    q.task_done();
+    q.join();
+  }
+
+  TEST_CASE("join_for returns false on timeout and true once everything is done") {
+    bounded_queue<int> q(2);
+    CHECK(q.join_for(0s));
+    CHECK(q.join_for(1ms));
+    CHECK(q.put(1));
+    CHECK_FALSE(q.join_for(0s));
+    CHECK_FALSE(q.join_for(1ms));
+    CHECK_FALSE(q.join_for(std::chrono::duration<double, std::milli>(2.5)));
+    CHECK(q.get() == 1);
+    CHECK_FALSE(q.join_for(1ms));  // taken but not done
+    q.task_done();
+    CHECK(q.join_for(0s));
+    CHECK(q.join_for(1h));
+  }
+
+  TEST_CASE("join_for returns true when the last task_done happens during the wait" * doctest::timeout(20)) {
+    bounded_queue<int> q(2);
+    CHECK(q.put(1));
+    auto joined = call_blocked_then([&] { return q.join_for(5min); }, [&] {
+      CHECK(q.get() == 1);
+      q.task_done();
+    });
+    CHECK_FALSE(joined.returned_before_act);
+    CHECK(joined.value);
+  }
+
+  TEST_CASE("two threads blocked in join are released by consumers' task_done" * doctest::timeout(30)) {
+    bounded_queue<int> q(4);
+    CHECK(q.put(1));
+    CHECK(q.put(2));
+    CHECK(q.put(3));
+    std::atomic<int> joined{0};
+    blocking_call probe_a;
+    blocking_call probe_b;
+    std::thread joiner_a([&] {
+      probe_a.entering();
+      q.join();
+      probe_a.returned();
+      ++joined;
+    });
+    std::thread joiner_b([&] {
+      probe_b.entering();
+      CHECK(q.join_for(5min));
+      probe_b.returned();
+      ++joined;
+    });
+    probe_a.wait_until_blocked_or_returned();
+    probe_b.wait_until_blocked_or_returned();
+    CHECK(joined.load() == 0);  // three items are unfinished
+    std::thread consumer([&] {
+      for (int i = 0; i < 3; ++i) {
+        CHECK(q.get().has_value());
+        if (i < 2) {
+          q.task_done();
+        }
+      }
+    });
+    consumer.join();
+    CHECK(joined.load() == 0);  // one item is still unfinished
+    q.task_done();
+    joiner_a.join();
+    joiner_b.join();
+    CHECK(joined.load() == 2);
+    CHECK(q.unfinished() == 0);
+  }
+
+  TEST_CASE("two threads blocked in join are released by shutdown_now removing the items" * doctest::timeout(30)) {
+    bounded_queue<int> q(4);
+    CHECK(q.put(1));
+    CHECK(q.put(2));
+    CHECK(q.put(3));
+    CHECK(q.get() == 1);
+    q.task_done();
+    std::atomic<int> joined{0};
+    blocking_call probe_a;
+    blocking_call probe_b;
+    std::thread joiner_a([&] {
+      probe_a.entering();
+      q.join();
+      probe_a.returned();
+      ++joined;
+    });
+    std::thread joiner_b([&] {
+      probe_b.entering();
+      CHECK(q.join_for(5min));
+      probe_b.returned();
+      ++joined;
+    });
+    probe_a.wait_until_blocked_or_returned();
+    probe_b.wait_until_blocked_or_returned();
+    CHECK(joined.load() == 0);
+    CHECK(q.shutdown_now() == std::vector<int>{2, 3});  // unfinished 2 -> 0: wakes the joiners
+    joiner_a.join();
+    joiner_b.join();
+    CHECK(joined.load() == 2);
+  }
+
+  TEST_CASE("join is not released by shutdown_now while an item handed out by get is unfinished" * doctest::timeout(30)) {
+    bounded_queue<int> q(4);
+    CHECK(q.put(1));
+    CHECK(q.put(2));
+    CHECK(q.get() == 1);  // not yet done
+    blocking_call probe;
+    std::atomic<bool> joined{false};
+    std::thread joiner([&] {
+      probe.entering();
+      q.join();
+      probe.returned();
+      joined = true;
+    });
+    probe.wait_until_blocked_or_returned();
+    CHECK(q.shutdown_now() == std::vector<int>{2});
+    CHECK(q.unfinished() == 1);
+    CHECK_FALSE(joined.load());
+    q.task_done();
+    joiner.join();
+    CHECK(joined.load());
+  }
+
+  TEST_CASE("graceful shutdown does not release join: remaining items still need task_done" * doctest::timeout(20)) {
+    bounded_queue<int> q(2);
+    CHECK(q.put(1));
+    q.shutdown();
+    CHECK_FALSE(q.join_for(0s));
+    CHECK_FALSE(q.join_for(1ms));
+    CHECK(q.get() == 1);
+    q.task_done();
+    CHECK(q.join_for(0s));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Blocking calls woken by the other side
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE("a put blocked on a full queue is woken by a get" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    CHECK(q.put(1));
+    std::optional<int> got;
+    auto added = call_blocked_then([&] { return q.put(2); }, [&] { got = q.get(); });
+    CHECK_FALSE(added.returned_before_act);
+    CHECK(added.value);
+    CHECK(got == 1);
+    CHECK(q.get() == 2);
+  }
+
+  TEST_CASE("a get blocked on an empty queue is woken by a put" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    auto got = call_blocked_then([&] { return q.get(); }, [&] { CHECK(q.put(5)); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value == 5);
+    CHECK(q.empty());
+  }
+
+  TEST_CASE("try_get_for succeeds when a put happens during the wait" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    auto got = call_blocked_then([&] { return q.try_get_for(5min); }, [&] { CHECK(q.put(6)); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value == 6);
+  }
+
+  TEST_CASE("try_put_for succeeds when a get makes room during the wait" * doctest::timeout(20)) {
+    bounded_queue<std::string> q(1);
+    CHECK(q.put(long_text('a')));
+    std::string item = long_text('b');
+    std::optional<std::string> got;
+    auto added = call_blocked_then([&] { return q.try_put_for(std::move(item), 5min); }, [&] { got = q.get(); });
+    CHECK_FALSE(added.returned_before_act);
+    CHECK(added.value);
+    CHECK(got == long_text('a'));
+    CHECK(q.get() == long_text('b'));
+  }
+
+  TEST_CASE("two putters blocked on a full queue both get in as gets make room" * doctest::timeout(30)) {
+    bounded_queue<int> q(1);
+    CHECK(q.put(0));
+    blocking_call probe_a;
+    blocking_call probe_b;
+    std::thread putter_a([&] {
+      probe_a.entering();
+      CHECK(q.put(1));
+      probe_a.returned();
+    });
+    std::thread putter_b([&] {
+      probe_b.entering();
+      CHECK(q.put(2));
+      probe_b.returned();
+    });
+    probe_a.wait_until_blocked_or_returned();
+    probe_b.wait_until_blocked_or_returned();
+    std::vector<int> got;
+    for (int i = 0; i < 3; ++i) {
+      got.push_back(*q.get());  // each get lets exactly one putter in
+    }
+    putter_a.join();
+    putter_b.join();
+    REQUIRE(got.size() == 3);
+    CHECK(got[0] == 0);
+    CHECK(got[1] + got[2] == 3);
+    CHECK(q.empty());
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Blocking calls woken by shutdown / shutdown_now
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE("a put blocked on a full queue is woken by shutdown, returns false and keeps its item" * doctest::timeout(20)) {
+    bounded_queue<std::string> q(1);
+    CHECK(q.put(long_text('a')));
+    std::string item = long_text('b');
+    auto added = call_blocked_then([&] { return q.put(std::move(item)); }, [&] { q.shutdown(); });
+    CHECK_FALSE(added.returned_before_act);
+    CHECK_FALSE(added.value);
+    CHECK(item == long_text('b'));  // NOLINT(bugprone-use-after-move): untouched on failure
+    CHECK(q.size() == 1);
+  }
+
+  TEST_CASE("a put blocked on a full queue is woken by shutdown_now and returns false" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    CHECK(q.put(1));
+    std::vector<int> removed;
+    auto added = call_blocked_then([&] { return q.put(2); }, [&] { removed = q.shutdown_now(); });
+    CHECK_FALSE(added.returned_before_act);
+    CHECK_FALSE(added.value);  // room was made, but the queue is shut down
+    CHECK(removed == std::vector<int>{1});
+    CHECK(q.empty());
+  }
+
+  TEST_CASE("a try_put_for blocked on a full queue is woken by shutdown and returns false" * doctest::timeout(20)) {
+    bounded_queue<std::unique_ptr<int>> q(1);
+    CHECK(q.put(std::make_unique<int>(1)));
+    auto item = std::make_unique<int>(2);
+    auto added = call_blocked_then([&] { return q.try_put_for(std::move(item), 5min); }, [&] { q.shutdown(); });
+    CHECK_FALSE(added.returned_before_act);
+    CHECK_FALSE(added.value);
+    REQUIRE(item != nullptr);  // NOLINT(bugprone-use-after-move)
+    CHECK(*item == 2);
+  }
+
+  TEST_CASE("a try_put_for blocked on a full queue is woken by shutdown_now and returns false" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    CHECK(q.put(1));
+    const int lvalue = 2;
+    auto added = call_blocked_then([&] { return q.try_put_for(lvalue, 5min); }, [&] { (void)q.shutdown_now(); });
+    CHECK_FALSE(added.returned_before_act);
+    CHECK_FALSE(added.value);
+  }
+
+  TEST_CASE("a get blocked on an empty queue is woken by shutdown and returns nullopt" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    auto got = call_blocked_then([&] { return q.get(); }, [&] { q.shutdown(); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value == std::nullopt);
+  }
+
+  TEST_CASE("a get blocked on an empty queue is woken by shutdown_now and returns nullopt" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    auto got = call_blocked_then([&] { return q.get(); }, [&] { CHECK(q.shutdown_now().empty()); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value == std::nullopt);
+  }
+
+  TEST_CASE("a try_get_for blocked on an empty queue is woken by shutdown and returns nullopt" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    auto got = call_blocked_then([&] { return q.try_get_for(5min); }, [&] { q.shutdown(); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value == std::nullopt);
+  }
+
+  TEST_CASE("a try_get_for blocked on an empty queue is woken by shutdown_now and returns nullopt" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    auto got = call_blocked_then([&] { return q.try_get_for(5min); }, [&] { (void)q.shutdown_now(); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value == std::nullopt);
+  }
+
+  TEST_CASE("a join blocked on queued items is woken by shutdown_now removing them" * doctest::timeout(20)) {
+    bounded_queue<int> q(2);
+    CHECK(q.put(1));
+    CHECK(q.put(2));
+    auto joined = call_blocked_then(
+        [&] {
+          q.join();
+          return true;
+        },
+        [&] { CHECK(q.shutdown_now().size() == 2); });
+    CHECK_FALSE(joined.returned_before_act);
+    CHECK(joined.value);
+    CHECK(q.unfinished() == 0);
+  }
+
+  TEST_CASE("a join_for blocked on queued items is woken by shutdown_now removing them" * doctest::timeout(20)) {
+    bounded_queue<int> q(2);
+    CHECK(q.put(1));
+    auto joined = call_blocked_then([&] { return q.join_for(5min); }, [&] { CHECK(q.shutdown_now().size() == 1); });
+    CHECK_FALSE(joined.returned_before_act);
+    CHECK(joined.value);
+  }
+
+  TEST_CASE("3 getters, 2 items and a graceful shutdown yield exactly 2 items and 1 nullopt" * doctest::timeout(30)) {
+    for (int repeat = 0; repeat < 20; ++repeat) {  // different interleavings of getters, puts and shutdown
+      bounded_queue<int> q(4);
+      std::atomic<int> items{0};
+      std::atomic<int> nullopts{0};
+      std::atomic<int> sum{0};
+      std::vector<std::thread> getters;
+      for (int i = 0; i < 3; ++i) {
+        getters.emplace_back([&] {
+          if (auto item = q.get()) {
+            ++items;
+            sum += *item;
+          } else {
+            ++nullopts;
+          }
+        });
+      }
+      CHECK(q.put(10));
+      CHECK(q.put(20));
+      q.shutdown();
+      for (auto& getter : getters) {
+        getter.join();
+      }
+      CHECK(items.load() == 2);
+      CHECK(nullopts.load() == 1);
+      CHECK(sum.load() == 30);
+    }
+  }
+
+  TEST_CASE("3 getters blocked on an empty queue: 2 puts then shutdown wake all of them" * doctest::timeout(30)) {
+    bounded_queue<int> q(4);
+    std::atomic<int> items{0};
+    std::atomic<int> nullopts{0};
+    std::array<blocking_call, 3> probes;
+    std::vector<std::thread> getters;
+    for (auto& probe : probes) {
+      getters.emplace_back([&] {
+        probe.entering();
+        auto item = q.get();
+        probe.returned();
+        ++(item ? items : nullopts);
+      });
+    }
+    for (auto& probe : probes) {
+      probe.wait_until_blocked_or_returned();
+    }
+    CHECK(items.load() + nullopts.load() == 0);
+    CHECK(q.put(1));
+    CHECK(q.put(2));
+    q.shutdown();
+    for (auto& getter : getters) {
+      getter.join();
+    }
+    CHECK(items.load() == 2);
+    CHECK(nullopts.load() == 1);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Timeouts: zero, negative, tiny, huge, floating-point
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE_TEMPLATE_DEFINE("a zero or negative timeout makes a single non-blocking attempt", D, non_blocking) {
+    // The timeouts come from a function so each type gets several values.
+    const std::vector<D> timeouts = [] {
+      std::vector<D> out{D::zero(), -D(1), D::min()};
+      if constexpr (std::is_floating_point_v<typename D::rep>) {
+        out.push_back(D(-0.0));
+        out.push_back(D(-std::numeric_limits<typename D::rep>::infinity()));
+        out.push_back(D(std::numeric_limits<typename D::rep>::quiet_NaN()));
+        out.push_back(D(std::numeric_limits<typename D::rep>::lowest()));
+      }
+      return out;
+    }();
+    for (const D& timeout : timeouts) {
+      bounded_queue<int> q(1);
+      CHECK(q.try_get_for(timeout) == std::nullopt);  // empty: fails at once instead of waiting
+      CHECK(q.try_put_for(1, timeout));                // room: succeeds
+      CHECK_FALSE(q.try_put_for(2, timeout));          // full: fails at once
+      const int lvalue = 3;
+      CHECK_FALSE(q.try_put_for(lvalue, timeout));
+      CHECK_FALSE(q.join_for(timeout));  // unfinished: fails at once
+      CHECK(q.try_get_for(timeout) == 1);  // an item: succeeds
+      q.task_done();
+      CHECK(q.join_for(timeout));
+    }
+  }
+  TEST_CASE_TEMPLATE_INVOKE(non_blocking, std::chrono::nanoseconds, std::chrono::milliseconds, std::chrono::hours,
+                            std::chrono::duration<double>, std::chrono::duration<float, std::milli>,
+                            std::chrono::duration<long double, std::ratio<3600>>, std::chrono::years);
+
+  TEST_CASE("a tiny timeout times out on an empty or full queue and succeeds when it need not wait" * doctest::timeout(20)) {
+    const std::vector<std::function<void(bounded_queue<int>&)>> checks = {
+        [](bounded_queue<int>& q) { CHECK(q.try_get_for(1ns) == std::nullopt); },
+        [](bounded_queue<int>& q) { CHECK(q.try_get_for(1us) == std::nullopt); },
+        [](bounded_queue<int>& q) { CHECK(q.try_get_for(std::chrono::duration<double>(1e-12)) == std::nullopt); },
+        [](bounded_queue<int>& q) { CHECK(q.try_get_for(std::chrono::duration<double, std::nano>(0.5)) == std::nullopt); },
+        [](bounded_queue<int>& q) { CHECK(q.try_get_for(std::chrono::duration<long long, std::pico>(1)) == std::nullopt); },
+    };
+    for (const auto& check : checks) {
+      bounded_queue<int> q(1);
+      check(q);
+      CHECK(q.try_put_for(7, 1ns));
+      CHECK_FALSE(q.try_put_for(8, 1ns));
+      CHECK_FALSE(q.try_put_for(8, std::chrono::duration<double>(1e-12)));
+      CHECK_FALSE(q.join_for(1ns));
+      CHECK(q.try_get_for(1ns) == 7);
+      q.task_done();
+      CHECK(q.join_for(1ns));
+    }
+  }
+
+  TEST_CASE("a short floating-point timeout times out") {
+    bounded_queue<int> q(1);
+    CHECK(q.try_get_for(std::chrono::duration<double, std::milli>(2.5)) == std::nullopt);
+    CHECK(q.put(1));
+    CHECK_FALSE(q.try_put_for(2, std::chrono::duration<float>(0.002F)));
+    CHECK_FALSE(q.join_for(std::chrono::duration<double>(0.002)));
+  }
+
+  TEST_CASE("a timed get returns at its deadline although other threads keep waking it" * doctest::timeout(30)) {
+    // A noise thread keeps putting an item and taking it straight back: each put wakes the timed
+    // getter, which then (usually) finds the queue empty again. With one deadline per call the
+    // getter still returns; a wait that restarted its timeout on each wake-up would never end.
+    bounded_queue<int> q(1);
+    std::atomic<bool> stop{false};
+    std::thread noise([&] {
+      while (!stop.load()) {
+        if (q.try_put(1)) {
+          (void)q.try_get();
+        }
+      }
+    });
+    blocking_call probe;
+    std::thread getter([&] {
+      probe.entering();
+      (void)q.try_get_for(20ms);  // an item or nullopt: either way it must return
+      probe.returned();
+    });
+    CHECK(eventually([&] { return probe.has_returned(); }));
+    stop = true;
+    getter.join();  // if it never returned, the case fails above and the timeout catches the hang
+    noise.join();
+  }
+
+  TEST_CASE_TEMPLATE_DEFINE("a timeout too large for a deadline waits until another thread acts" * doctest::timeout(30), D,
+                            forever) {
+    const std::vector<D> timeouts = [] {
+      std::vector<D> out{D::max()};
+      if constexpr (std::is_floating_point_v<typename D::rep>) {
+        out.push_back(D(std::numeric_limits<typename D::rep>::infinity()));
+        out.push_back(D(static_cast<typename D::rep>(1e30)));
+      }
+      return out;
+    }();
+    for (const D& timeout : timeouts) {
+      {
+        bounded_queue<int> q(1);  // get side
+        auto got = call_blocked_then([&] { return q.try_get_for(timeout); }, [&] { CHECK(q.put(11)); });
+        CHECK_FALSE(got.returned_before_act);
+        CHECK(got.value == 11);
+      }
+      {
+        bounded_queue<int> q(1);  // put side
+        CHECK(q.put(1));
+        auto added = call_blocked_then([&] { return q.try_put_for(2, timeout); }, [&] { CHECK(q.get() == 1); });
+        CHECK_FALSE(added.returned_before_act);
+        CHECK(added.value);
+        CHECK(q.get() == 2);
+      }
+      {
+        bounded_queue<int> q(1);  // join side
+        CHECK(q.put(1));
+        auto joined = call_blocked_then([&] { return q.join_for(timeout); }, [&] {
+          CHECK(q.get() == 1);
+          q.task_done();
+        });
+        CHECK_FALSE(joined.returned_before_act);
+        CHECK(joined.value);
+      }
+      {
+        bounded_queue<int> q(1);  // and shutdown still ends such a wait
+        auto got = call_blocked_then([&] { return q.try_get_for(timeout); }, [&] { q.shutdown(); });
+        CHECK_FALSE(got.returned_before_act);
+        CHECK(got.value == std::nullopt);
+      }
+    }
+  }
+  TEST_CASE_TEMPLATE_INVOKE(forever, std::chrono::nanoseconds, std::chrono::microseconds, std::chrono::milliseconds,
+                            std::chrono::seconds, std::chrono::hours, std::chrono::years, std::chrono::duration<double>,
+                            std::chrono::duration<float, std::milli>, std::chrono::duration<long double, std::ratio<3600>>,
+                            std::chrono::duration<unsigned long long, std::milli>);
+
+  // ---------------------------------------------------------------------------------------------
+  // Wake-ups are not lost
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE("a getter that times out does not swallow a wake-up meant for an untimed getter" * doctest::timeout(60)) {
+    // Each round: three timed getters make one try_get_for each with a tiny timeout that expires
+    // around the moment the test puts one item, while an untimed getter waits in get(). The item
+    // must be received by someone. If a timed getter could consume the notification and then
+    // return empty-handed (timeout without re-checking), the item would sit in the queue while
+    // the untimed getter sleeps: the round's wait below fails.
+    constexpr int k_timed = 3;
+    constexpr int k_rounds = 400;
+    bounded_queue<int> q(64);
+    std::atomic<int> received{0};
+    std::atomic<bool> stop{false};
+    std::barrier round_start(k_timed + 1);
+    std::barrier round_end(k_timed + 1);
+    std::thread untimed([&] {
+      while (q.get()) {
+        ++received;
+      }
+    });
+    std::vector<std::thread> timed;
+    for (int t = 0; t < k_timed; ++t) {
+      timed.emplace_back([&, t] {
+        for (int round = 0;; ++round) {
+          round_start.arrive_and_wait();
+          if (stop.load()) {
+            return;
+          }
+          const auto timeout = std::chrono::microseconds((round * 7 + t * 13) % 60);
+          if (q.try_get_for(timeout)) {
+            ++received;
+          }
+          round_end.arrive_and_wait();
+        }
+      });
+    }
+    bool lost = false;
+    for (int round = 0; round < k_rounds && !lost; ++round) {
+      round_start.arrive_and_wait();
+      for (int spin = 0; spin < (round * 11) % 40; ++spin) {  // vary when the put lands
+        std::this_thread::yield();
+      }
+      CHECK(q.put(round));
+      round_end.arrive_and_wait();
+      if (!eventually([&] { return received.load() == round + 1; })) {
+        lost = true;
+        FAIL_CHECK("round " << round << ": the item was not received (queue size " << q.size() << ")");
+      }
+    }
+    stop = true;
+    round_start.arrive_and_wait();
+    q.shutdown();
+    for (auto& thread : timed) {
+      thread.join();
+    }
+    untimed.join();
+    CHECK_FALSE(lost);
+  }
+
+  TEST_CASE("4 producers x 6 consumers with shutdown mid-stream: every item delivered once, returned or refused" * doctest::timeout(60)) {
+    constexpr int k_producers = 4;
+    constexpr int k_consumers = 6;
+    constexpr int k_per_producer = 5000;
+    constexpr int k_total = k_producers * k_per_producer;
+    bool immediate = false;
+    SUBCASE("graceful shutdown") { immediate = false; }
+    SUBCASE("immediate shutdown_now") { immediate = true; }
+
+    bounded_queue<int> q(16);
+    std::vector<std::atomic<int>> delivered(k_total);  // times each item came out of get
+    std::vector<int> attempted(k_producers, 0);        // put calls made by each producer
+    std::vector<int> refused(k_producers, -1);         // the item whose put returned false
+    std::atomic<int> delivered_count{0};
+    std::vector<std::thread> threads;
+    for (int p = 0; p < k_producers; ++p) {
+      threads.emplace_back([&, p] {
+        for (int i = 0; i < k_per_producer; ++i) {
+          const int id = p * k_per_producer + i;
+          ++attempted[static_cast<std::size_t>(p)];
+          if (!q.put(id)) {
+            refused[static_cast<std::size_t>(p)] = id;
+            return;
+          }
+        }
+      });
+    }
+    for (int c = 0; c < k_consumers; ++c) {
+      threads.emplace_back([&] {
+        while (auto item = q.get()) {
+          delivered[static_cast<std::size_t>(*item)].fetch_add(1);
+          ++delivered_count;
+          q.task_done();
+        }
+      });
+    }
+    CHECK(eventually([&] { return delivered_count.load() >= k_total / 4; }));
+    std::vector<int> returned;
+    if (immediate) {
+      returned = q.shutdown_now();
+    } else {
+      q.shutdown();
+    }
+    for (auto& thread : threads) {
+      thread.join();  // every thread ends
+    }
+
+    std::vector<int> handled(k_total, 0);
+    long long handled_sum = 0;
+    for (int id = 0; id < k_total; ++id) {
+      handled[static_cast<std::size_t>(id)] = delivered[static_cast<std::size_t>(id)].load();
+      handled_sum += static_cast<long long>(id) * handled[static_cast<std::size_t>(id)];
+    }
+    for (int id : returned) {
+      ++handled[static_cast<std::size_t>(id)];
+      handled_sum += id;
+    }
+    long long attempted_sum = 0;
+    int attempted_total = 0;
+    int refused_total = 0;
+    int wrong = 0;
+    for (int p = 0; p < k_producers; ++p) {
+      const int made = attempted[static_cast<std::size_t>(p)];
+      attempted_total += made;
+      for (int i = 0; i < k_per_producer; ++i) {
+        const int id = p * k_per_producer + i;
+        const bool was_refused = id == refused[static_cast<std::size_t>(p)];
+        const int expected = i < made && !was_refused ? 1 : 0;
+        wrong += handled[static_cast<std::size_t>(id)] != expected ? 1 : 0;
+        attempted_sum += i < made ? id : 0;
+        if (was_refused) {
+          ++refused_total;
+          handled_sum += id;
+        }
+      }
+    }
+    CHECK(wrong == 0);  // nothing lost, nothing twice, nothing invented
+    CHECK(delivered_count.load() + static_cast<int>(returned.size()) + refused_total == attempted_total);
+    CHECK(handled_sum == attempted_sum);
+    CHECK(q.unfinished() == 0);
+    CHECK(q.join_for(0s));
+    if (immediate) {
+      CHECK(q.empty());
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Element types that throw
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE("a put whose copy or move throws adds nothing and leaves the item with the caller" * doctest::timeout(20)) {
+    bounded_queue<fragile> q(4);
+    CHECK(q.put(fragile{1}));
+    {
+      const armed_scope armed;
+      const fragile lvalue{2};
+      fragile rvalue{3};
+      CHECK_THROWS_AS((void)q.put(lvalue), fragile_error);
+      CHECK_THROWS_AS((void)q.put(std::move(rvalue)), fragile_error);
+      CHECK_THROWS_AS((void)q.try_put(lvalue), fragile_error);
+      CHECK_THROWS_AS((void)q.try_put(std::move(rvalue)), fragile_error);
+      CHECK_THROWS_AS((void)q.try_put_for(lvalue, 1s), fragile_error);
+      CHECK_THROWS_AS((void)q.try_put_for(std::move(rvalue), 1s), fragile_error);
+      CHECK_THROWS_AS((void)q.force_put(std::move(rvalue)), fragile_error);
+      CHECK(rvalue.value == 3);  // NOLINT(bugprone-use-after-move)
+    }
+    CHECK(q.size() == 1);
+    CHECK(q.unfinished() == 1);
+    CHECK(q.high_water_mark() == 1);
+    std::thread other([&] {  // the lock was released: another thread gets in
+      CHECK(q.put(fragile{4}));
+      CHECK(q.get()->value == 1);
+      CHECK(q.get()->value == 4);
+    });
+    other.join();
+    CHECK(q.empty());
+  }
+
+  TEST_CASE("a put that throws while the storage grows leaves every queued item intact") {
+    bounded_queue<fragile> q(1000);
+    int count = 0;
+    for (; count < 64; ++count) {  // storage starts small: somewhere here it grows
+      CHECK(q.put(fragile{count}));
+    }
+    // Fill until the next put must grow the storage; armed, that growth copies (move may throw)
+    // and throws on the first copy. Whether or not this put grows, nothing may change.
+    {
+      const armed_scope armed;
+      CHECK_THROWS_AS((void)q.put(fragile{count}), fragile_error);
+    }
+    CHECK(q.size() == 64);
+    CHECK(q.unfinished() == 64);
+    for (int i = 0; i < 64; ++i) {
+      auto item = q.get();
+      REQUIRE(item.has_value());
+      CHECK(item->value == i);
+    }
+  }
+
+  TEST_CASE("a get whose copy or move throws leaves the item at the front" * doctest::timeout(20)) {
+    bounded_queue<fragile> q(4);
+    CHECK(q.put(fragile{1}));
+    CHECK(q.put(fragile{2}));
+    {
+      const armed_scope armed;
+      CHECK_THROWS_AS((void)q.get(), fragile_error);
+      CHECK_THROWS_AS((void)q.try_get(), fragile_error);
+      CHECK_THROWS_AS((void)q.try_get_for(1s), fragile_error);
+    }
+    CHECK(q.size() == 2);
+    CHECK(q.unfinished() == 2);
+    std::thread other([&] {
+      auto first = q.get();
+      REQUIRE(first.has_value());
+      CHECK(first->value == 1);  // still at the front, not a moved-from husk
+      CHECK(q.get()->value == 2);
+    });
+    other.join();
+  }
+
+  TEST_CASE("a throwing get after shutdown keeps the item for the next get" * doctest::timeout(20)) {
+    bounded_queue<fragile> q(2);
+    CHECK(q.put(fragile{1}));
+    q.shutdown();
+    {
+      const armed_scope armed;
+      CHECK_THROWS_AS((void)q.get(), fragile_error);
+    }
+    auto item = q.get();
+    REQUIRE(item.has_value());
+    CHECK(item->value == 1);
+    CHECK_FALSE(q.get().has_value());
+  }
+
+  TEST_CASE("a throwing shutdown_now leaves the queue shut down with every item still queued" * doctest::timeout(20)) {
+    bounded_queue<fragile> q(4);
+    CHECK(q.put(fragile{1}));
+    CHECK(q.put(fragile{2}));
+    CHECK(q.put(fragile{3}));
+    {
+      const armed_scope armed;
+      CHECK_THROWS_AS((void)q.shutdown_now(), fragile_error);
+    }
+    CHECK(q.is_shut_down());
+    CHECK(q.size() == 3);
+    CHECK(q.unfinished() == 3);
+    std::thread other([&] {  // the lock was released; the items are intact and in order
+      CHECK_FALSE(q.put(fragile{4}));
+      auto first = q.get();
+      REQUIRE(first.has_value());
+      CHECK(first->value == 1);
+      std::vector<fragile> rest = q.shutdown_now();
+      REQUIRE(rest.size() == 2);
+      CHECK(rest[0].value == 2);
+      CHECK(rest[1].value == 3);
+    });
+    other.join();
+    CHECK(q.unfinished() == 1);
+    CHECK(q.get() == std::nullopt);
   }
 }
