@@ -1,0 +1,6 @@
+/// @file
+/// @brief bench_wakeup: submit -> start latency of an idle pool, flowpool (flowpool.cpp) beside
+/// oneTBB (tbb.cpp).
+#include <bench_threads.hpp>
+
+int main(int argc, char** argv) { return flowpool_bench::run_benchmarks(argc, argv); }
