@@ -34,8 +34,8 @@ struct round_config {
   std::size_t servers;
   std::size_t slots;
   std::size_t capacity;
-  std::uint32_t budget;        // request ids available to this round, follow-ups included
-  std::uint64_t stop_after;    // the controller acts once this many requests were handled
+  std::uint32_t budget;      // request ids available to this round, follow-ups included
+  std::uint64_t stop_after;  // the controller acts once this many requests were handled
   ending end;
 };
 

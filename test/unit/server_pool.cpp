@@ -210,7 +210,7 @@ TEST_SUITE("server_pool") {
     for (int i = 0; i < k_requests; ++i) {
       REQUIRE(pool.submit(i));
     }
-    pool.join();  // a failed request still counts as done
+    pool.join();                      // a failed request still counts as done
     CHECK(ran.load() == k_requests);  // one slot, so it kept serving after every throw
     const flowpool::server_pool_stats stats = pool.stats();
     CHECK(stats.servers[0].handled == k_requests);
@@ -298,19 +298,19 @@ TEST_SUITE("server_pool") {
       std::mutex mutex;
       std::set<std::pair<std::size_t, std::size_t>> ids;
       std::set<std::string> names;
-      server_pool<int> pool({.servers = s.servers, .slots_per_server = s.slots, .queue_capacity = 64, .name = "svc"},
-                            [&](slot_id id, int&) {
-                              char name[16] = {};
-                              REQUIRE(pthread_getname_np(pthread_self(), name, sizeof name) == 0);
-                              {
-                                std::lock_guard lock(mutex);
-                                ids.emplace(id.server, id.slot);
-                                CHECK(std::string(name) ==
-                                      "svc-" + std::to_string(id.server) + "." + std::to_string(id.slot));
-                                names.emplace(name);
-                              }
-                              all_active.arrive_and_wait();
-                            });
+      server_pool<int> pool(
+          {.servers = s.servers, .slots_per_server = s.slots, .queue_capacity = 64, .name = "svc"},
+          [&](slot_id id, int&) {
+            char name[16] = {};
+            REQUIRE(pthread_getname_np(pthread_self(), name, sizeof name) == 0);
+            {
+              std::lock_guard lock(mutex);
+              ids.emplace(id.server, id.slot);
+              CHECK(std::string(name) == "svc-" + std::to_string(id.server) + "." + std::to_string(id.slot));
+              names.emplace(name);
+            }
+            all_active.arrive_and_wait();
+          });
       CHECK(pool.thread_count() == slots);
       for (std::size_t i = 0; i < slots; ++i) {
         REQUIRE(pool.submit(static_cast<int>(i)));
@@ -387,8 +387,8 @@ TEST_SUITE("server_pool") {
   TEST_CASE("bad options and an empty handler throw std::invalid_argument naming the field") {
     const auto noop = [](slot_id, int&) {};
     using flowpool::server_pool_options;
-    CHECK_THROWS_WITH_AS(server_pool<int>({.servers = 0}, noop), doctest::Contains("options.servers must be at least 1"),
-                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(server_pool<int>({.servers = 0}, noop),
+                         doctest::Contains("options.servers must be at least 1"), std::invalid_argument);
     CHECK_THROWS_WITH_AS(server_pool<int>({.slots_per_server = 0}, noop),
                          doctest::Contains("options.slots_per_server must be at least 1"), std::invalid_argument);
     CHECK_THROWS_WITH_AS(server_pool<int>({.queue_capacity = 0}, noop),
@@ -400,8 +400,7 @@ TEST_SUITE("server_pool") {
     // A product that overflows std::size_t must not wrap around to a small number.
     const std::size_t huge = (std::size_t{1} << (sizeof(std::size_t) * 4)) + 1;
     CHECK_THROWS_AS(server_pool<int>({.servers = huge, .slots_per_server = huge}, noop), std::invalid_argument);
-    CHECK_THROWS_AS(server_pool<int>({.servers = SIZE_MAX, .slots_per_server = SIZE_MAX}, noop),
-                    std::invalid_argument);
+    CHECK_THROWS_AS(server_pool<int>({.servers = SIZE_MAX, .slots_per_server = SIZE_MAX}, noop), std::invalid_argument);
     CHECK_THROWS_WITH_AS(server_pool<int>({}, nullptr), doctest::Contains("handler must not be empty"),
                          std::invalid_argument);
     CHECK_THROWS_WITH_AS(server_pool<int>({}, server_pool<int>::handler_type{}),
@@ -410,8 +409,7 @@ TEST_SUITE("server_pool") {
     CHECK_NOTHROW(flowpool::detail::validate_server_pool_options({.servers = 4096, .slots_per_server = 1}));
   }
 
-  TEST_CASE("a submit after shutdown returns false and leaves a move-only request untouched" *
-            doctest::timeout(30)) {
+  TEST_CASE("a submit after shutdown returns false and leaves a move-only request untouched" * doctest::timeout(30)) {
     std::atomic<int> outcomes{0};
     server_pool<std::unique_ptr<int>>* self = nullptr;
     server_pool<std::unique_ptr<int>> pool(

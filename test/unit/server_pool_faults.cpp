@@ -72,9 +72,9 @@ TEST_SUITE("server_pool faults") {
       CAPTURE(failing);
       std::atomic<int> calls{0};
       flowpool::detail::fail_thread_start_after(failing);  // 2 x 3 = 6 threads: fail the failing-th
-      CHECK_THROWS_AS(server_pool<int>({.servers = 2, .slots_per_server = 3},
-                                       [&](slot_id, int&) { calls.fetch_add(1); }),
-                      std::system_error);
+      CHECK_THROWS_AS(
+          server_pool<int>({.servers = 2, .slots_per_server = 3}, [&](slot_id, int&) { calls.fetch_add(1); }),
+          std::system_error);
       CHECK(calls.load() == 0);
       CHECK(process_thread_count() == baseline);  // every started slot thread was joined
     }
@@ -89,8 +89,7 @@ TEST_SUITE("server_pool faults") {
     CHECK(process_thread_count() == baseline);
   }
 
-  TEST_CASE("a request copy that throws in submit reaches the submitter and queues nothing" *
-            doctest::timeout(30)) {
+  TEST_CASE("a request copy that throws in submit reaches the submitter and queues nothing" * doctest::timeout(30)) {
     std::atomic<int> handled{0};
     server_pool<fragile> pool({.servers = 1, .slots_per_server = 1, .queue_capacity = 4},
                               [&](slot_id, fragile&) { handled.fetch_add(1); });
@@ -112,18 +111,17 @@ TEST_SUITE("server_pool faults") {
     std::atomic<int> handled{0};
     std::atomic<int> caught{0};
     server_pool<fragile>* self = nullptr;
-    server_pool<fragile> pool({.servers = 1, .slots_per_server = 2, .queue_capacity = 1},
-                              [&](slot_id, fragile& r) {
-                                handled.fetch_add(1);
-                                if (r.value == 0) {
-                                  try {
-                                    (void)self->submit(r);  // a copy: throws
-                                  } catch (const std::runtime_error&) {
-                                    caught.fetch_add(1);
-                                  }
-                                  (void)self->try_submit(r);  // throws out of the handler
-                                }
-                              });
+    server_pool<fragile> pool({.servers = 1, .slots_per_server = 2, .queue_capacity = 1}, [&](slot_id, fragile& r) {
+      handled.fetch_add(1);
+      if (r.value == 0) {
+        try {
+          (void)self->submit(r);  // a copy: throws
+        } catch (const std::runtime_error&) {
+          caught.fetch_add(1);
+        }
+        (void)self->try_submit(r);  // throws out of the handler
+      }
+    });
     self = &pool;
     fragile::fail_copies = true;
     REQUIRE(pool.submit(fragile(0)));

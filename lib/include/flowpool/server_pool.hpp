@@ -58,35 +58,40 @@ struct server_pool_options {
   /// (e.g. `server-3.1`); Linux keeps the first 15 characters.
   std::string name = "server";
   /// Optional: called on the slot's thread with the exception a handler threw, after the request
-  /// has been counted as failed and before it counts as done (so before `join()` can return).
-  /// It must not throw; if it does, that second exception is dropped.
+  /// has been destroyed and before it counts in `stats()` (as handled and failed) and as done
+  /// (so before `join()` can return). It must not throw; if it does, that second exception is
+  /// dropped (the request still counts as failed once).
   std::function<void(slot_id, std::exception_ptr)> on_error = nullptr;
 };
 
 /// @brief Counters of one server: the sums over its slots.
 struct server_stats {
-  std::uint64_t handled = 0;            ///< Requests whose handler returned or threw (failed included).
-  std::uint64_t failed = 0;             ///< Requests whose handler threw.
-  std::chrono::nanoseconds busy{0};     ///< Total time its slots spent inside finished handler calls.
+  std::uint64_t handled = 0;         ///< Requests whose handler returned or threw (failed included).
+  std::uint64_t failed = 0;          ///< Requests whose handler threw.
+  std::chrono::nanoseconds busy{0};  ///< Time its slots spent serving finished requests (see slot_stats::busy).
 };
 
 /// @brief Counters of one slot.
 struct slot_stats {
-  slot_id id;                           ///< Which slot.
-  std::uint64_t handled = 0;            ///< Requests whose handler returned or threw (failed included).
-  std::uint64_t failed = 0;             ///< Requests whose handler threw.
-  std::chrono::nanoseconds busy{0};     ///< Time spent inside finished handler calls.
-  std::chrono::nanoseconds idle{0};     ///< Time spent waiting for a request, including a wait in progress.
+  slot_id id;                 ///< Which slot.
+  std::uint64_t handled = 0;  ///< Requests whose handler returned or threw (failed included).
+  std::uint64_t failed = 0;   ///< Requests whose handler threw.
+  /// Time spent serving finished requests: the handler call, the request's destruction and
+  /// `on_error`.
+  std::chrono::nanoseconds busy{0};
+  /// All other time since the slot started, mostly waiting for a request (a wait in progress
+  /// counts up to the call). `busy + idle` is the slot's age, less a request being served.
+  std::chrono::nanoseconds idle{0};
 };
 
 /// @brief A snapshot of a server_pool's counters, returned by `server_pool::stats()`. A plain
 /// aggregate: copying it or reading it later touches the pool no more.
 struct server_pool_stats {
-  std::vector<server_stats> servers;    ///< Indexed by server.
-  std::vector<slot_stats> slots;        ///< Indexed by `server * slots_per_server + slot`.
-  std::size_t queue_high_water_mark = 0;  ///< The largest queue size so far (can exceed the capacity through follow-ups).
-  std::size_t queued = 0;               ///< Requests waiting in the queue at the time of the call.
-  std::size_t unfinished = 0;           ///< Requests accepted and not yet done (queued plus running).
+  std::vector<server_stats> servers;      ///< Indexed by server.
+  std::vector<slot_stats> slots;          ///< Indexed by `server * slots_per_server + slot`.
+  std::size_t queue_high_water_mark = 0;  ///< Largest queue size so far; above capacity only via follow-ups.
+  std::size_t queued = 0;                 ///< Requests waiting in the queue at the time of the call.
+  std::size_t unfinished = 0;             ///< Requests accepted and not yet done (queued plus running).
 
   /// @brief Sum of `handled` over all servers. Any thread; never throws.
   /// @return the total number of requests handled (failed ones included).
@@ -483,14 +488,16 @@ class server_pool {
   void run_slot(slot_id id, slot_counters& mine) noexcept {
     detail::t_current_server_pool = this;
     // This thread is the only writer of `mine`, so it keeps the totals in locals and stores them.
+    // Busy and idle partition the slot's life: busy runs from taking a request until it has been
+    // destroyed and reported; everything else (waiting, bookkeeping) is idle.
     std::uint64_t handled = 0;
     std::uint64_t failed = 0;
     std::int64_t busy = 0;
     std::int64_t idle = 0;
+    std::int64_t wait_start = now_ns();
     for (;;) {
-      const std::int64_t wait_start = now_ns();
-      // Relaxed (here and below): single-writer tallies read only by stats(); a joiner is ordered
-      // after them by task_done() -> join(), not by these stores.
+      // Relaxed (here and below): single-writer tallies read only by stats(), which accepts any
+      // recent value; a joiner is ordered after them by task_done() -> join(), not by these stores.
       mine.idle_mark.store(2 * (idle - wait_start) + 1, std::memory_order_relaxed);
       std::optional<Request> request = m_queue.get();  // sleeps while the queue is empty
       const std::int64_t start = now_ns();
@@ -505,15 +512,20 @@ class server_pool {
       } catch (...) {
         error = std::current_exception();
       }
-      busy += now_ns() - start;
       request.reset();  // the request is gone before join() can return
-      mine.busy_ns.store(busy, std::memory_order_relaxed);
-      if (error) {
-        mine.failed.store(++failed, std::memory_order_relaxed);
+      const bool threw = error != nullptr;
+      if (threw) {
         report(id, std::move(error));
+      }
+      const std::int64_t end = now_ns();
+      busy += end - start;
+      mine.busy_ns.store(busy, std::memory_order_relaxed);
+      if (threw) {
+        mine.failed.store(++failed, std::memory_order_relaxed);
       }
       mine.handled.store(++handled, std::memory_order_relaxed);
       m_queue.task_done();  // pairs with: join() (the queue's mutex orders everything above before it)
+      wait_start = end;
     }
     detail::t_current_server_pool = nullptr;
   }
@@ -539,9 +551,9 @@ class server_pool {
   const server_pool_options m_options;
   const handler_type m_handler;
   bounded_queue<Request> m_queue;
-  std::vector<slot_counters> m_slots;   // one per slot thread, index server * slots_per_server + slot
-  const clock::time_point m_epoch;      // origin of the slots' nanosecond timestamps
-  std::vector<std::thread> m_threads;   // written only by the constructor and destructor
+  std::vector<slot_counters> m_slots;  // one per slot thread, index server * slots_per_server + slot
+  const clock::time_point m_epoch;     // origin of the slots' nanosecond timestamps
+  std::vector<std::thread> m_threads;  // written only by the constructor and destructor
 };
 
 }  // namespace flowpool
