@@ -3,5 +3,9 @@
 #pragma once
 
 #include <flowpool/bounded_queue.hpp>
+#include <flowpool/parallel_for.hpp>
+#include <flowpool/pool_stats.hpp>
 #include <flowpool/server_pool.hpp>
+#include <flowpool/task_group.hpp>
+#include <flowpool/thread_pool.hpp>
 #include <flowpool/version.hpp>

@@ -1,0 +1,38 @@
+/// @file
+/// @brief flowpool::pool_stats: a snapshot of a thread_pool's counters.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace flowpool {
+
+/// @brief Counters of one worker thread of a thread_pool.
+///
+/// Each counter is written only by its worker, on that worker's own cache line, and read with
+/// relaxed loads by thread_pool::stats(): the counters order nothing, so a snapshot taken while the
+/// pool runs is a set of individually exact values that may be from slightly different instants.
+struct worker_stats {
+  std::uint64_t executed = 0;        ///< Tasks this worker ran to completion (including ones that threw).
+  std::uint64_t stolen = 0;          ///< Tasks it took from another worker's deque.
+  std::uint64_t steal_attempts = 0;  ///< Steal attempts it made (successful or not).
+  std::uint64_t parks = 0;           ///< Times it went to sleep because it found no work.
+  std::chrono::nanoseconds busy_time{0};  ///< Time spent outside the idle search/park loop.
+};
+
+/// @brief A snapshot of a thread_pool's counters, returned by thread_pool::stats().
+///
+/// Memory ordering: none beyond the values themselves; see worker_stats. After wait_idle()
+/// returns (and nothing new was submitted), `submitted == completed + dropped`.
+struct pool_stats {
+  std::vector<worker_stats> workers;  ///< One entry per worker thread, by worker index.
+  std::uint64_t submitted = 0;  ///< Tasks accepted: submit/post/try_post/task_group::run, from anywhere.
+  std::uint64_t completed = 0;  ///< Tasks that ran to completion, including those that threw.
+  std::uint64_t failed = 0;     ///< post()ed tasks whose exception went to on_error (or was dropped).
+  std::uint64_t dropped = 0;    ///< Tasks discarded unstarted by shutdown_now().
+  std::size_t queue_high_water = 0;  ///< Most tasks ever waiting at once in the injection queue.
+};
+
+}  // namespace flowpool

@@ -1,0 +1,93 @@
+/// @file
+/// @brief flowpool::task_group: fork-join over a thread_pool.
+#pragma once
+
+#include <flowpool/detail/task.hpp>
+#include <flowpool/thread_pool.hpp>
+
+#include <exception>
+#include <utility>
+
+namespace flowpool {
+
+/// @brief A set of tasks run on a thread_pool that can be waited for together (fork-join).
+///
+/// Constructing one is cheap: no allocation, no system call (a few words of state), so a group per
+/// recursive call (fib) is the intended use. It is reusable: after wait() returns, run() may add
+/// new tasks. One thread at a time may call wait(); run() may be called concurrently from any
+/// thread, including from the group's own tasks.
+///
+/// **Errors.** If tasks of the group throw, wait() rethrows the first exception captured; the
+/// others are dropped. A task discarded by thread_pool::shutdown_now() counts as having thrown
+/// shut_down_error.
+///
+/// **Memory ordering.** Everything done before run() happens-before the task starts; the end of
+/// every task of the group happens-before wait() (or the destructor) returns.
+class task_group {
+ public:
+  /// @brief Creates an empty group whose tasks will run on `pool`.
+  ///
+  /// Any thread; never blocks; allocates nothing; does not throw.
+  /// @param pool the pool; it must outlive the group.
+  explicit task_group(thread_pool& pool) noexcept : m_pool(&pool) {}
+
+  /// @brief Waits for the group's tasks (as wait()), then destroys the group.
+  ///
+  /// An exception captured and not yet rethrown by wait() is discarded: destructors must not
+  /// throw, and letting it reach std::terminate would punish code that was already unwinding.
+  /// Call wait() first to observe it. Blocks as wait().
+  ~task_group() { wait_pending(); }
+
+  task_group(const task_group&) = delete;             ///< Not copyable.
+  task_group& operator=(const task_group&) = delete;  ///< Not copyable.
+  task_group(task_group&&) = delete;                  ///< Not movable: tasks refer to it.
+  task_group& operator=(task_group&&) = delete;       ///< Not movable.
+
+  /// @brief Runs `f()` on the pool as a task of this group.
+  ///
+  /// Any thread. On one of the pool's workers it pushes onto that worker's deque and never
+  /// blocks; from outside the pool it goes to the injection queue and blocks while that is full.
+  /// Allocates nothing when `f` is at most 48 bytes (see thread_pool).
+  /// Memory ordering: the call happens-before the task starts.
+  /// @param f the callable; decay-copied (or moved) into the task.
+  /// @throws shut_down_error if the pool no longer accepts tasks from the caller (see
+  ///         thread_pool::submit()); nothing is queued then.
+  /// @throws whatever copying/moving `f` or an allocation throws; nothing is queued then.
+  template <class F>
+  void run(F&& f) {
+    m_pool->enqueue(std::forward<F>(f), &m_state, true);
+  }
+
+  /// @brief Returns when every task run() in this group so far (and every task they ran in it)
+  /// has finished; then rethrows the first exception one of them threw, if any.
+  ///
+  /// One thread at a time. On one of the pool's workers it runs other tasks meanwhile (its own
+  /// newest first, then the injection queue, then stolen ones), so nested fork-join never
+  /// deadlocks, at any depth and with any thread count including 1. Outside the pool it sleeps
+  /// (no busy wait). Allocates nothing.
+  /// Memory ordering: the end of every task of the group happens-before the return.
+  /// @throws the first exception thrown by a task of the group; the group is reusable afterwards.
+  void wait() {
+    wait_pending();
+    if (std::exception_ptr error = m_state.take_error()) {
+      std::rethrow_exception(error);
+    }
+  }
+
+ private:
+  void wait_pending() noexcept {
+    if (m_state.pending_acquire() == 0) {
+      return;
+    }
+    if (m_pool->on_own_worker()) {
+      m_pool->help_while_pending(m_state);
+    } else {
+      m_state.wait_external();
+    }
+  }
+
+  thread_pool* m_pool;
+  detail::group_state m_state;
+};
+
+}  // namespace flowpool

@@ -1,0 +1,284 @@
+/// @file
+/// @brief flowpool::thread_pool: a work-stealing pool for arbitrary tasks.
+#pragma once
+
+#include <flowpool/detail/deadline.hpp>
+#include <flowpool/detail/task.hpp>
+#include <flowpool/pool_stats.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace flowpool {
+
+namespace detail {
+class pool_impl;
+// Storage reserved for one task by thread_pool::claim(): `slot` is where the task is constructed,
+// `handle` the worker node or injection-queue cell that holds it.
+struct task_claim {
+  task* slot = nullptr;
+  void* handle = nullptr;
+  bool local = false;  // true: a node of the calling worker's deque; false: an injection-queue cell
+};
+}  // namespace detail
+
+/// @brief Thrown by thread_pool::submit()/post() and task_group::run() once the pool no longer
+/// accepts tasks (after shutdown() or shutdown_now()). The task is not queued.
+class shut_down_error : public std::runtime_error {
+ public:
+  /// @brief Creates the error with a fixed message.
+  shut_down_error() : std::runtime_error("flowpool: the thread_pool is shut down") {}
+};
+
+/// @brief Configuration of a thread_pool, used with designated initializers:
+/// `flowpool::thread_pool pool{{.threads = 4, .name = "render"}}`.
+struct pool_options {
+  /// Number of worker threads; 0 means std::thread::hardware_concurrency() (at least 1). At most
+  /// thread_pool::k_max_threads, otherwise the constructor throws std::invalid_argument.
+  std::size_t threads = 0;
+  /// Tasks from outside the pool that may wait in the injection queue; when it is full, submit()
+  /// and post() from outside block and try_post() returns false. Must be at least 1 and at most
+  /// thread_pool::k_max_queue_capacity (0 is rejected with std::invalid_argument: an unbounded
+  /// queue would silently remove the backpressure the bound exists for).
+  std::size_t queue_capacity = 4096;
+  /// Prefix of the worker threads' OS names: "<name>-0", "<name>-1", ... (Linux shows 15 characters).
+  std::string name = "flowpool";
+  /// Receives the exception of every post()ed or try_post()ed task that throws, on the worker
+  /// that ran it. If empty, such exceptions are counted in pool_stats::failed and dropped; an
+  /// exception thrown by on_error itself is dropped too. Never called concurrently with itself
+  /// from the same worker, but may run on several workers at once.
+  std::function<void(std::exception_ptr)> on_error;
+};
+
+/// @brief A pool of worker threads that run arbitrary tasks, with work stealing.
+///
+/// Each worker owns a Chase-Lev deque: tasks submitted from a worker (nested submit/post and
+/// task_group::run) go to the calling worker's deque and never block. Tasks from other threads go
+/// to one bounded injection queue (pool_options::queue_capacity), which blocks external producers
+/// when full. A worker runs its own newest task first, then takes from the injection queue, then
+/// steals the oldest task of a random other worker; when it finds nothing it spins briefly and
+/// then sleeps, so an idle pool uses no CPU.
+///
+/// Tasks are stored without a heap allocation when the callable is at most 48 bytes, not
+/// over-aligned and nothrow-move-constructible (see detail::is_small_task_inline_v).
+///
+/// **Not guaranteed.** Tasks do not start in submission order, not even those of one thread.
+/// Which worker runs a task is unspecified. Fairness between external producers is not guaranteed.
+///
+/// **Memory ordering.** Everything the submitting thread did before submit()/post()/try_post()
+/// (returning true)/task_group::run() happens-before the task starts. The end of a task
+/// happens-before the return of `get()`/`wait()` on its future, of the task_group::wait() that
+/// covers it, and of a wait_idle() that covers it.
+class thread_pool {
+ public:
+  /// The largest accepted pool_options::threads.
+  static constexpr std::size_t k_max_threads = 1024;
+  /// The largest accepted pool_options::queue_capacity.
+  static constexpr std::size_t k_max_queue_capacity = std::size_t{1} << 26;
+
+  /// @brief Starts std::thread::hardware_concurrency() workers with default options.
+  ///
+  /// Any thread; blocks while threads start; allocates.
+  /// @throws std::system_error if a thread cannot be started (started ones are stopped first).
+  thread_pool();
+
+  /// @brief Starts `threads` workers (0 means the hardware default) with default options.
+  /// @param threads the number of worker threads.
+  /// @throws std::invalid_argument if `threads` exceeds k_max_threads.
+  /// @throws std::system_error if a thread cannot be started (started ones are stopped first).
+  explicit thread_pool(std::size_t threads);
+
+  /// @brief Starts a pool configured by `options`.
+  ///
+  /// Any thread; blocks while threads start; allocates.
+  /// @param options the configuration; see pool_options.
+  /// @throws std::invalid_argument naming the field if `threads` or `queue_capacity` is out of range.
+  /// @throws std::system_error if a worker thread cannot be started: the workers already started
+  ///         are stopped and joined before the exception propagates.
+  explicit thread_pool(pool_options options);
+
+  /// @brief Graceful stop: stops accepting tasks, runs every accepted task (and every task those
+  /// spawn), then joins the workers.
+  ///
+  /// Must not run on one of the pool's own workers (that would join itself: std::terminate).
+  /// Blocks until the work is done. Does not throw.
+  ~thread_pool();
+
+  thread_pool(const thread_pool&) = delete;             ///< Not copyable.
+  thread_pool& operator=(const thread_pool&) = delete;  ///< Not copyable.
+  thread_pool(thread_pool&&) = delete;                  ///< Not movable: workers hold references to it.
+  thread_pool& operator=(thread_pool&&) = delete;       ///< Not movable.
+
+  /// @brief Runs `f(args...)` on the pool and returns a future for its result.
+  ///
+  /// Any thread. From outside the pool, blocks while the injection queue is full; from one of the
+  /// pool's workers, pushes onto that worker's deque and never blocks. Allocates the future's
+  /// shared state (and the task, if the callable with its promise exceeds 48 bytes).
+  /// An exception thrown by the task is stored in the future.
+  /// Memory ordering: the call happens-before the task starts; the task's end happens-before
+  /// `get()`/`wait()` on the future return.
+  /// @param f the callable; decay-copied (or moved) into the task.
+  /// @param args its arguments; decay-copied (or moved) into the task, passed as rvalues.
+  /// @return the future of `std::invoke(f, args...)`.
+  /// @throws shut_down_error if the pool no longer accepts tasks (from a worker: only after
+  ///         shutdown_now(); a graceful shutdown() still lets running tasks spawn).
+  /// @throws whatever copying/moving `f`/`args` or an allocation throws; nothing is queued then.
+  template <class F, class... Args>
+  [[nodiscard]] auto submit(F&& f, Args&&... args)
+      -> std::future<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>> {
+    using result = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
+    std::promise<result> promise;
+    std::future<result> future = promise.get_future();
+    enqueue(
+        [promise = std::move(promise), fn = std::forward<F>(f),
+         ... params = std::forward<Args>(args)]() mutable noexcept {
+          try {
+            if constexpr (std::is_void_v<result>) {
+              std::invoke(std::move(fn), std::move(params)...);
+              promise.set_value();
+            } else {
+              promise.set_value(std::invoke(std::move(fn), std::move(params)...));
+            }
+          } catch (...) {
+            promise.set_exception(std::current_exception());
+          }
+        },
+        nullptr, true);
+    return future;
+  }
+
+  /// @brief Runs `f()` on the pool, fire and forget.
+  ///
+  /// Any thread. From outside the pool, blocks while the injection queue is full; from one of the
+  /// pool's workers, pushes onto its deque and never blocks. Allocates nothing when `f` is stored
+  /// inline (see the class description). If the task throws, the exception goes to
+  /// pool_options::on_error and is counted in pool_stats::failed; it never ends a worker.
+  /// Memory ordering: the call happens-before the task starts; the task's end happens-before a
+  /// wait_idle() that covers it returns.
+  /// @param f the callable; decay-copied (or moved) into the task.
+  /// @throws shut_down_error if the pool no longer accepts tasks (see submit()).
+  /// @throws whatever copying/moving `f` or an allocation throws; nothing is queued then.
+  template <class F>
+  void post(F&& f) {
+    enqueue(std::forward<F>(f), nullptr, true);
+  }
+
+  /// @brief Like post(), but never blocks: returns false when the injection queue is full or the
+  /// pool no longer accepts tasks. `f` is moved from only when the call returns true.
+  ///
+  /// Any thread; never blocks; allocates as post().
+  /// Memory ordering: as post(), when it returns true.
+  /// @param f the callable.
+  /// @return true if the task was queued.
+  /// @throws whatever copying/moving `f` or an allocation throws; nothing is queued then.
+  template <class F>
+  [[nodiscard]] bool try_post(F&& f) {
+    return enqueue(std::forward<F>(f), nullptr, false);
+  }
+
+  /// @brief Blocks until every task accepted before the call, and every task those spawned
+  /// (recursively), has finished. Reusable; tasks accepted during the call may or may not be
+  /// covered.
+  ///
+  /// Any thread except the pool's own workers. Blocks (sleeps; no busy wait). Does not allocate.
+  /// Memory ordering: the end of every covered task happens-before the return.
+  /// @throws std::logic_error if called on one of the pool's workers (it would wait for itself).
+  void wait_idle();
+
+  /// @brief wait_idle() with a time limit.
+  ///
+  /// Any thread except the pool's own workers; blocks for at most `timeout`.
+  /// Memory ordering: as wait_idle() when it returns true.
+  /// @param timeout the longest time to wait; zero or negative checks once.
+  /// @return true if the pool became idle, false on timeout.
+  /// @throws std::logic_error if called on one of the pool's workers.
+  template <class Rep, class Period>
+  [[nodiscard]] bool wait_idle_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return wait_idle_until(detail::deadline::after(timeout));
+  }
+
+  /// @brief Graceful shutdown: stops accepting tasks from outside the pool, lets every accepted
+  /// task (and what it spawns) finish, then joins the workers.
+  ///
+  /// Any thread. From outside the pool, blocks until the work is done and the workers have
+  /// exited; on one of the pool's workers it only stops acceptance and returns (the destructor
+  /// joins). Idempotent; does not throw. Tasks running on workers may still spawn (nested
+  /// submit/post/task_group::run) so that fork-join computations in flight complete.
+  /// Memory ordering: from outside, the end of every task happens-before the return.
+  void shutdown() noexcept;
+
+  /// @brief Immediate shutdown: stops accepting tasks from anywhere, discards every task that
+  /// has not started, waits for the running ones, and joins the workers (when called from outside).
+  ///
+  /// A discarded submit() task's future reports std::future_errc::broken_promise; a discarded
+  /// task of a task_group makes that group's wait() throw shut_down_error.
+  /// Any thread (on a worker: does not join, and does not wait for tasks running elsewhere).
+  /// Blocks until running tasks finish; does not throw.
+  /// @return how many tasks were discarded by this call.
+  std::size_t shutdown_now() noexcept;
+
+  /// @brief The number of worker threads. Any thread; never blocks.
+  /// @return the thread count fixed at construction.
+  [[nodiscard]] std::size_t thread_count() const noexcept;
+
+  /// @brief A snapshot of the pool's counters. Any thread; never blocks; allocates the vector.
+  /// @return the counters; see pool_stats for their consistency.
+  [[nodiscard]] pool_stats stats() const;
+
+  /// @brief The index of the calling thread among the workers of the pool that owns it.
+  ///
+  /// Any thread; never blocks.
+  /// @return the worker index in [0, thread_count()) if the caller is a worker of some
+  ///         thread_pool, otherwise std::nullopt.
+  [[nodiscard]] static std::optional<std::size_t> this_worker_index() noexcept;
+
+ private:
+  friend class task_group;
+
+  // Reserves storage for one task: a node for the calling worker's deque, or a cell of the
+  // injection queue (blocking while it is full if `blocking`). Returns an empty claim when
+  // !blocking and the queue is full or closed. Throws shut_down_error when blocking and closed.
+  detail::task_claim claim(bool blocking);
+  // Makes a claimed, constructed task runnable and wakes a worker if one is needed. noexcept.
+  void publish(detail::task_claim claim) noexcept;
+  // Gives back a claim whose construction threw.
+  void abandon(detail::task_claim claim) noexcept;
+  // True if the calling thread is one of this pool's workers.
+  [[nodiscard]] bool on_own_worker() const noexcept;
+  // Runs queued tasks on the calling worker until `group` has nothing pending (task_group::wait()).
+  void help_while_pending(detail::group_state& group) noexcept;
+  bool wait_idle_until(detail::deadline deadline);
+
+  template <class F>
+  bool enqueue(F&& f, detail::group_state* group, bool blocking) {
+    const detail::task_claim reserved = claim(blocking);
+    if (reserved.slot == nullptr) {
+      return false;
+    }
+    try {
+      reserved.slot->emplace(std::forward<F>(f));
+    } catch (...) {
+      abandon(reserved);
+      throw;
+    }
+    reserved.slot->group = group;  // always: the slot may hold a stale pointer from its last use
+    if (group != nullptr) {
+      group->add_one();
+    }
+    publish(reserved);
+    return true;
+  }
+
+  std::unique_ptr<detail::pool_impl> m_impl;
+};
+
+}  // namespace flowpool

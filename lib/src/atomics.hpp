@@ -1,0 +1,70 @@
+// Internal: the one place where flowpool's sources get std::atomic and fences.
+//
+// ThreadSanitizer does not model std::atomic_thread_fence, so code that relies on a fence for
+// ordering (the Chase-Lev deque, the Dekker-style "publish, fence, check sleepers" sequences)
+// would produce false reports, and worse, TSan would check a different program than the one we
+// ship. Building with FLOWPOOL_TSAN (the tsan preset defines it) swaps each fence-based sequence
+// for the equivalent sequence of seq_cst operations, which TSan understands:
+//
+//   normal build                               FLOWPOOL_TSAN build
+//   x.store(v, relaxed); fence_seq_cst();      x.store(v, seq_cst);
+//   y.load(relaxed)                            y.load(seq_cst)
+//   fence_release(); x.store(v, relaxed)       x.store(v, seq_cst)
+//
+// The swapped build is at least as strong at every site (each fence-ordered access becomes a
+// seq_cst access), so TSan checks a program whose behaviours are a subset of the normal build's.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace flowpool::detail {
+
+template <class T>
+using atomic = std::atomic<T>;
+
+#if defined(FLOWPOOL_TSAN)
+inline constexpr bool k_tsan_build = true;
+#else
+inline constexpr bool k_tsan_build = false;
+#endif
+
+// The order of an access that a neighbouring fence_seq_cst() orders in a normal build.
+inline constexpr std::memory_order k_fenced = k_tsan_build ? std::memory_order_seq_cst : std::memory_order_relaxed;
+// The order of a publishing store that a preceding fence_release() orders in a normal build. Under
+// TSan it is seq_cst, not just release, because the same store is then followed by the Dekker
+// check of the sleepers (fence_seq_cst() + k_fenced load), which needs a seq_cst store.
+inline constexpr std::memory_order k_fenced_release =
+    k_tsan_build ? std::memory_order_seq_cst : std::memory_order_relaxed;
+// The order of an acquire load that a neighbouring fence_seq_cst() also orders in a normal build.
+inline constexpr std::memory_order k_fenced_acquire =
+    k_tsan_build ? std::memory_order_seq_cst : std::memory_order_acquire;
+
+// A full fence (the "Dekker" fence between a store and a load of different locations).
+inline void fence_seq_cst() noexcept {
+  if constexpr (!k_tsan_build) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
+// A release fence before a relaxed publishing store.
+inline void fence_release() noexcept {
+  if constexpr (!k_tsan_build) {
+    std::atomic_thread_fence(std::memory_order_release);
+  }
+}
+
+// A hint to the CPU inside a spin loop (PAUSE on x86: saves power, frees the sibling hyperthread).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+}  // namespace flowpool::detail

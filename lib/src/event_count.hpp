@@ -1,0 +1,81 @@
+// Internal: a two-phase event count, the sleep/wake primitive of the pool.
+//
+// A waiter announces itself (prepare_wait), re-checks every condition it would wake for, and then
+// either cancels (cancel_wait) or sleeps until the epoch moves (commit_wait). A notifier makes its
+// condition true, executes fence_seq_cst(), and calls notify_*() only if has_waiters() says
+// someone may be asleep. This is the Dekker pattern:
+//
+//   waiter:   m_waiters += 1 (seq_cst RMW); fence;  read condition      -> false: sleep
+//   notifier: write condition;               fence;  read m_waiters      -> 0: skip the wake-up
+//
+// In the single total order of seq_cst operations and fences, one of the two fences comes first,
+// so either the waiter's re-check sees the condition or the notifier sees the waiter: both
+// missing each other (a lost wake-up) is impossible. A waiter that has read the epoch (key) and
+// is then notified sees the epoch changed: std::atomic::wait compares atomically with going to
+// sleep (futex), so a notify between the re-check and the sleep is not lost either.
+//
+// Blocking uses std::atomic<uint32_t>::wait/notify (a futex on Linux): no mutex on either path.
+#pragma once
+
+#include "atomics.hpp"
+
+#include <flowpool/detail/config.hpp>
+
+#include <cstdint>
+
+namespace flowpool::detail {
+
+class event_count {
+ public:
+  using key = std::uint32_t;
+
+  // Waiter, phase 1: announce. The caller re-checks its conditions after this returns (the
+  // fence is included here) and then calls exactly one of cancel_wait() / commit_wait().
+  [[nodiscard]] key prepare_wait() noexcept {
+    // seq_cst: the waiter's half of the Dekker pattern (see the file comment).
+    // pairs with: the notifier's fence_seq_cst() before has_waiters().
+    m_waiters.fetch_add(1, std::memory_order_seq_cst);
+    fence_seq_cst();
+    // acquire, pairs with: notify_*()'s release increment, so that a waiter that reads the new
+    // epoch also sees the condition that notifier published.
+    return m_epoch.load(std::memory_order_acquire);
+  }
+
+  // Waiter, phase 2a: a condition held after all; do not sleep.
+  void cancel_wait() noexcept {
+    // relaxed: a stale, too-high count only costs a notifier a spurious epoch bump.
+    m_waiters.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  // Waiter, phase 2b: sleep until a notify_*() after prepare_wait() (may also return spuriously).
+  void commit_wait(key k) noexcept {
+    // acquire, pairs with: notify_*()'s release increment of m_epoch.
+    while (m_epoch.load(std::memory_order_acquire) == k) {
+      m_epoch.wait(k, std::memory_order_acquire);
+    }
+    m_waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as in cancel_wait()
+  }
+
+  // Notifier: true if some thread may be between prepare_wait() and the end of commit_wait().
+  // Precondition: the caller executed fence_seq_cst() after making its condition true.
+  [[nodiscard]] bool has_waiters() const noexcept { return m_waiters.load(k_fenced) != 0; }
+
+  // Wakes one sleeping waiter (and makes every prepared-but-not-yet-sleeping one return).
+  void notify_one() noexcept {
+    // release, pairs with: the acquire loads of m_epoch in prepare_wait()/commit_wait().
+    m_epoch.fetch_add(1, std::memory_order_release);
+    m_epoch.notify_one();
+  }
+
+  // Wakes every waiter.
+  void notify_all() noexcept {
+    m_epoch.fetch_add(1, std::memory_order_release);  // release: as in notify_one()
+    m_epoch.notify_all();
+  }
+
+ private:
+  alignas(k_cache_line) atomic<std::uint32_t> m_waiters{0};  // notifiers read it on every push
+  alignas(k_cache_line) atomic<std::uint32_t> m_epoch{0};    // the futex word
+};
+
+}  // namespace flowpool::detail

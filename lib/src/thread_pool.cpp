@@ -1,0 +1,652 @@
+#include "pool_impl.hpp"
+
+#include <flowpool/detail/thread_start.hpp>
+#include <flowpool/thread_pool.hpp>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <utility>
+
+namespace flowpool {
+namespace detail {
+namespace {
+
+// The worker the calling thread is, if any (of any pool).
+thread_local worker* t_worker = nullptr;
+
+// Idle loop tuning: how many rounds (injection queue + one pass over the victims) a worker spins
+// before parking, and after which round it starts yielding instead of pausing.
+constexpr int k_spin_rounds = 64;
+constexpr int k_yield_after = 48;
+constexpr int k_pauses_per_round = 32;
+
+std::uint64_t next_random(std::uint64_t& state) noexcept {  // xorshift64*
+  state ^= state >> 12;
+  state ^= state << 25;
+  state ^= state >> 27;
+  return state * 0x2545F4914F6CDD1DULL;
+}
+
+std::size_t resolve_threads(std::size_t threads) {
+  if (threads == 0) {
+    return std::max<std::size_t>(1, std::thread::hardware_concurrency());
+  }
+  if (threads > thread_pool::k_max_threads) {
+    throw std::invalid_argument("flowpool::pool_options::threads must be at most " +
+                                std::to_string(thread_pool::k_max_threads) + ", got " + std::to_string(threads));
+  }
+  return threads;
+}
+
+std::size_t checked_capacity(std::size_t capacity) {
+  if (capacity == 0 || capacity > thread_pool::k_max_queue_capacity) {
+    throw std::invalid_argument("flowpool::pool_options::queue_capacity must be in [1, " +
+                                std::to_string(thread_pool::k_max_queue_capacity) + "], got " +
+                                std::to_string(capacity));
+  }
+  return capacity;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// worker
+
+worker::worker(pool_impl& owner_pool, std::size_t worker_index)
+    : pool(owner_pool), index(worker_index), rng(0x9E3779B97F4A7C15ULL * (worker_index + 1)) {}
+
+worker::~worker() {
+  // Every node is back on a free list by now (the pool is quiescent and joined); delete them all.
+  task_node* n = all_nodes;
+  while (n != nullptr) {
+    task_node* next = n->all;
+    delete n;
+    n = next;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// construction and destruction
+
+pool_impl::pool_impl(pool_options options)
+    : m_name(std::move(options.name)),
+      m_on_error(std::move(options.on_error)),
+      m_injection(checked_capacity(options.queue_capacity)) {
+  const std::size_t threads = resolve_threads(options.threads);
+  m_workers.reserve(threads);
+  for (std::size_t i = 0; i < threads; ++i) {
+    m_workers.push_back(std::make_unique<worker>(*this, i));
+  }
+  start_workers();
+}
+
+void pool_impl::start_workers() {
+  std::size_t started = 0;
+  try {
+    for (; started < m_workers.size(); ++started) {
+      worker& w = *m_workers[started];
+      w.thread = start_thread(m_name + "-" + std::to_string(started), [this, &w] { worker_main(w); });
+    }
+  } catch (...) {
+    // No task can have been accepted yet (the constructor has not returned): stop and join the
+    // workers that did start, then let the exception propagate.
+    m_injection.close();
+    stop_and_join();
+    throw;
+  }
+}
+
+pool_impl::~pool_impl() { shutdown(false); }
+
+void pool_impl::stop_and_join() noexcept {
+  // seq_cst: read by parking workers in their re-check, after their prepare_wait() (Dekker);
+  // notify_all() then wakes those already asleep.
+  m_exit.store(true, std::memory_order_seq_cst);
+  m_sleepers.notify_all();
+  std::lock_guard lock(m_join_mutex);
+  for (auto& w : m_workers) {
+    if (w->thread.joinable()) {
+      w->thread.join();
+    }
+  }
+}
+
+void pool_impl::shutdown(bool on_own_worker) noexcept {
+  m_injection.close();
+  m_space.notify_all();  // outside producers blocked on a full queue now fail with shut_down_error
+  if (on_own_worker) {
+    return;  // cannot wait for, or join, ourselves; the destructor joins
+  }
+  (void)wait_quiescent(deadline::never());
+  stop_and_join();
+}
+
+std::size_t pool_impl::shutdown_now(worker* self) noexcept {
+  // seq_cst: read by workers before running each task; a task that passed the check before this
+  // store may still run (it had "started").
+  m_stop_now.store(true, std::memory_order_seq_cst);
+  m_injection.close();
+  m_space.notify_all();
+  const std::uint64_t before = m_dropped.load(std::memory_order_relaxed);  // relaxed: own delta
+  task t;
+  // Drain the injection queue: every accepted task is popped, by us or by a worker (which drops
+  // it too). A cell claimed before close() but not yet published is waited for.
+  while (m_injection.consumed() < m_injection.accepted()) {
+    if (m_injection.try_pop(t)) {
+      drop(t);
+    } else {
+      std::this_thread::yield();
+    }
+  }
+  // Drain every deque from the top, as a thief.
+  for (auto& w : m_workers) {
+    for (;;) {
+      const steal_result<task_node*> r = w->deque.steal();
+      if (r.outcome == steal_outcome::empty) {
+        break;
+      }
+      if (r.outcome == steal_outcome::success) {
+        drop(r.value->work);
+        release_node(self, r.value);
+      }
+    }
+  }
+  notify_idle_waiters();
+  if (self == nullptr) {
+    stop_and_join();  // workers drop what running tasks pushed meanwhile, then exit
+  }
+  return static_cast<std::size_t>(m_dropped.load(std::memory_order_acquire) - before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// submission
+
+worker* pool_impl::current_worker() noexcept { return t_worker; }
+
+task_node* pool_impl::acquire_node(worker& self) {
+  task_node* n = self.free_nodes;
+  if (n == nullptr) {
+    // acquire, pairs with: the release CAS of the workers that returned these nodes.
+    n = self.remote_free.exchange(nullptr, std::memory_order_acquire);
+    if (n == nullptr) {
+      n = new task_node;
+      n->owner = &self;
+      n->all = self.all_nodes;
+      self.all_nodes = n;
+      return n;
+    }
+  }
+  self.free_nodes = n->next;
+  return n;
+}
+
+void pool_impl::release_node(worker* self, task_node* node) noexcept {
+  worker& owner = *node->owner;
+  if (&owner == self) {
+    node->next = owner.free_nodes;
+    owner.free_nodes = node;
+    return;
+  }
+  // Another worker (or shutdown_now() on an outside thread): push onto the owner's remote stack.
+  node->next = owner.remote_free.load(std::memory_order_relaxed);  // relaxed: the CAS validates it
+  // release, pairs with: acquire_node()'s exchange; publishes node->next (and the emptied task).
+  while (!owner.remote_free.compare_exchange_weak(node->next, node, std::memory_order_release,
+                                                  std::memory_order_relaxed)) {
+  }
+}
+
+task_claim pool_impl::claim(worker* self, bool blocking) {
+  if (self != nullptr) {
+    // relaxed: a hint; a task pushed after shutdown_now() started is dropped when the worker exits.
+    if (m_stop_now.load(std::memory_order_relaxed)) {
+      if (blocking) {
+        throw shut_down_error();
+      }
+      return {};
+    }
+    task_node* n = acquire_node(*self);
+    try {
+      self->deque.make_room();
+    } catch (...) {
+      release_node(self, n);
+      throw;
+    }
+    return {&n->work, n, true};
+  }
+  for (;;) {
+    injection_queue::cell* c = nullptr;
+    injection_queue::claim_status s = m_injection.try_claim(c);
+    if (s == injection_queue::claim_status::full && blocking) {
+      // Park until a consumer frees a cell (or the queue closes). pairs with: the consumer's
+      // seq store + fence_seq_cst() + has_waiters() in run_found(); and close() + notify_all().
+      const event_count::key k = m_space.prepare_wait();
+      s = m_injection.try_claim(c);
+      if (s == injection_queue::claim_status::full) {
+        m_space.commit_wait(k);
+        continue;
+      }
+      m_space.cancel_wait();
+    }
+    switch (s) {
+      case injection_queue::claim_status::claimed:
+        return {&c->item, c, false};
+      case injection_queue::claim_status::closed:
+        if (blocking) {
+          throw shut_down_error();
+        }
+        return {};
+      case injection_queue::claim_status::full:
+        return {};
+    }
+  }
+}
+
+void pool_impl::publish(worker* self, task_claim claim) noexcept {
+  if (claim.local) {
+    auto* node = static_cast<task_node*>(claim.handle);
+    // release: must precede the push. quiescent() reads completions first and spawn counts
+    // second; a thief that completes this task before we counted it would make a running pool
+    // look idle. pairs with: quiescent()'s acquire loads.
+    self->stats.spawned.add(1, std::memory_order_release);
+    self->deque.push(node);
+  } else {
+    m_injection.publish(*static_cast<injection_queue::cell*>(claim.handle));
+  }
+  notify_work();
+}
+
+void pool_impl::abandon(worker* self, task_claim claim) noexcept {
+  if (claim.local) {
+    release_node(self, static_cast<task_node*>(claim.handle));
+  } else {
+    // The cell was claimed (and counted as accepted): publish it empty; a worker skips it.
+    claim.slot->reset();
+    claim.slot->group = nullptr;
+    m_injection.publish(*static_cast<injection_queue::cell*>(claim.handle));
+    notify_work();
+  }
+}
+
+// Called after a task became visible (deque push or injection publish). Wakes a parked worker
+// only if no worker is searching (a searcher will find the task, or wake another worker when it
+// stops searching) and some worker is parked or about to park.
+void pool_impl::notify_work() noexcept {
+  // The notifier's half of the Dekker pattern (event_count.hpp): the task is published, now read
+  // the sleeper state. pairs with: prepare_wait() + the searching decrement in idle_loop().
+  fence_seq_cst();
+  if (m_searching.load(k_fenced) == 0 && m_sleepers.has_waiters()) {
+    m_sleepers.notify_one();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// running tasks
+
+void pool_impl::report_failure(worker& self, std::exception_ptr error) noexcept {
+  self.stats.failed.add(1);  // relaxed: statistics
+  if (m_on_error) {
+    try {
+      m_on_error(std::move(error));
+    } catch (...) {  // an exception from on_error itself is dropped (documented)
+    }
+  }
+}
+
+void pool_impl::execute(worker& self, task& work) noexcept {
+  group_state* const group = work.group;
+  if (stopping_now()) {
+    drop(work);
+    return;
+  }
+  if (work) {
+    try {
+      work.run_once();
+    } catch (...) {
+      if (group != nullptr) {
+        group->capture(std::current_exception());
+      } else {
+        report_failure(self, std::current_exception());
+      }
+    }
+  }
+  if (group != nullptr) {
+    group->complete_one();
+  }
+  // release, pairs with: quiescent()'s acquire loads; publishes the task's effects to wait_idle().
+  self.stats.completed.add(1, std::memory_order_release);
+}
+
+void pool_impl::drop(task& work) noexcept {
+  group_state* const group = work.group;
+  work.reset();  // a submit() task's promise dies here: its future reports broken_promise
+  if (group != nullptr) {
+    group->capture(std::make_exception_ptr(shut_down_error()));
+    group->complete_one();
+  }
+  // release, pairs with: quiescent()'s acquire load.
+  m_dropped.fetch_add(1, std::memory_order_release);
+}
+
+bool pool_impl::stopping_now() const noexcept {
+  // relaxed: a hint checked per task; shutdown_now() drains whatever slips past it.
+  return m_stop_now.load(std::memory_order_relaxed);
+}
+
+pool_impl::found pool_impl::find_work(worker& self, task_node*& node, task& injected,
+                                      bool& contended) noexcept {
+  if (m_injection.try_pop(injected)) {
+    return found::injected;
+  }
+  const std::size_t n = m_workers.size();
+  if (n == 1) {
+    return found::nothing;
+  }
+  const std::size_t start = static_cast<std::size_t>(next_random(self.rng) % n);
+  for (std::size_t k = 0; k < n; ++k) {
+    worker& victim = *m_workers[(start + k) % n];
+    if (&victim == &self) {
+      continue;
+    }
+    self.stats.steal_attempts.add(1);  // relaxed: statistics
+    const steal_result<task_node*> r = victim.deque.steal();
+    if (r.outcome == steal_outcome::success) {
+      self.stats.stolen.add(1);  // relaxed: statistics
+      node = r.value;
+      return found::node;
+    }
+    if (r.outcome == steal_outcome::lost_race) {
+      contended = true;  // work was there a moment ago: the caller retries before parking
+    }
+  }
+  return found::nothing;
+}
+
+void pool_impl::run_found(worker& self, found kind, task_node* node, task& injected) noexcept {
+  if (kind == found::node) {
+    execute(self, node->work);
+    release_node(&self, node);
+  } else {
+    // A cell was freed: wake an outside producer blocked on a full queue, if any.
+    // pairs with: prepare_wait() in claim() (Dekker; the cell's seq store is the condition).
+    fence_seq_cst();
+    if (m_space.has_waiters()) {
+      m_space.notify_one();
+    }
+    execute(self, injected);
+  }
+}
+
+void pool_impl::worker_main(worker& self) noexcept {
+  t_worker = &self;
+  self.deque.bind_owner(std::this_thread::get_id());
+  self.busy_since = std::chrono::steady_clock::now();
+  for (;;) {
+    if (std::optional<task_node*> n = self.deque.pop()) {
+      execute(self, (*n)->work);
+      release_node(&self, *n);
+      continue;
+    }
+    if (!idle_loop(self)) {
+      break;
+    }
+  }
+  // Exit (after shutdown / shutdown_now): anything still in our deque was pushed by a task that
+  // ran as shutdown_now() drained; drop it so its futures and groups are released.
+  while (std::optional<task_node*> n = self.deque.pop()) {
+    drop((*n)->work);
+    release_node(&self, *n);
+  }
+  t_worker = nullptr;
+}
+
+void pool_impl::leave_searching_found_work() noexcept {
+  // seq_cst: part of the sleeper protocol. If we were the last searcher, a task pushed while we
+  // searched may have skipped its wake-up because we were searching: wake a sleeper to look.
+  if (m_searching.fetch_sub(1, std::memory_order_seq_cst) == 1) {
+    fence_seq_cst();
+    if (m_sleepers.has_waiters()) {
+      m_sleepers.notify_one();
+    }
+  }
+}
+
+void pool_impl::notify_idle_waiters() noexcept {
+  // pairs with: the fetch_add + fence in wait_quiescent() (Dekker: our completion counter store
+  // came before this fence; the waiter re-checks quiescent() after its fence).
+  fence_seq_cst();
+  if (m_idle_waiters.load(k_fenced) != 0) {
+    { std::lock_guard lock(m_idle_mutex); }  // a waiter between its check and its wait has the lock
+    m_idle_cv.notify_all();
+  }
+}
+
+bool pool_impl::work_visible() const noexcept {
+  if (m_injection.looks_non_empty()) {
+    return true;
+  }
+  for (const auto& w : m_workers) {
+    if (w->deque.looks_non_empty()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Entered when the worker's own deque is empty. Returns false when the worker must exit.
+bool pool_impl::idle_loop(worker& self) noexcept {
+  const auto now = std::chrono::steady_clock::now();
+  self.stats.busy_ns.add(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now - self.busy_since).count()));
+  m_searching.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: see notify_work()
+  notify_idle_waiters();
+  task injected;
+  for (;;) {
+    for (int round = 0; round < k_spin_rounds; ++round) {
+      // relaxed: re-checked with ordering before parking; here it only ends spinning early.
+      if (m_exit.load(std::memory_order_relaxed)) {
+        m_searching.fetch_sub(1, std::memory_order_relaxed);  // relaxed: the pool is exiting
+        return false;
+      }
+      task_node* node = nullptr;
+      bool contended = false;
+      const found kind = find_work(self, node, injected, contended);
+      if (kind != found::nothing) {
+        leave_searching_found_work();
+        self.busy_since = std::chrono::steady_clock::now();
+        run_found(self, kind, node, injected);
+        return true;
+      }
+      if (contended) {
+        continue;  // lost a race: work exists, retry at once
+      }
+      if (round < k_yield_after) {
+        for (int i = 0; i < k_pauses_per_round; ++i) {
+          cpu_relax();
+        }
+      } else {
+        std::this_thread::yield();
+      }
+    }
+    // Park. prepare_wait() announces us (seq_cst RMW + fence); we stop searching; then every
+    // source is re-checked. pairs with: notify_work() (fence, then m_searching/has_waiters()).
+    const event_count::key key = m_sleepers.prepare_wait();
+    m_searching.fetch_sub(1, std::memory_order_seq_cst);
+    fence_seq_cst();
+    if (m_exit.load(k_fenced) || work_visible()) {
+      m_sleepers.cancel_wait();
+      m_searching.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: see notify_work()
+      continue;
+    }
+    notify_idle_waiters();
+    self.stats.parks.add(1);  // relaxed: statistics
+    m_sleepers.commit_wait(key);
+    m_searching.fetch_add(1, std::memory_order_seq_cst);  // woken: search again
+  }
+}
+
+void pool_impl::help_while_pending(worker& self, group_state& group) noexcept {
+  int idle_rounds = 0;
+  task injected;
+  while (group.pending_acquire() != 0) {
+    if (std::optional<task_node*> n = self.deque.pop()) {
+      execute(self, (*n)->work);
+      release_node(&self, *n);
+      idle_rounds = 0;
+      continue;
+    }
+    task_node* node = nullptr;
+    bool contended = false;
+    const found kind = find_work(self, node, injected, contended);
+    if (kind != found::nothing) {
+      run_found(self, kind, node, injected);
+      idle_rounds = 0;
+      continue;
+    }
+    // The group's remaining tasks run on other workers. Back off: pause, then yield.
+    if (++idle_rounds < k_yield_after) {
+      for (int i = 0; i < k_pauses_per_round; ++i) {
+        cpu_relax();
+      }
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// quiescence
+
+// True if every task accepted so far has finished (or was dropped).
+//
+// Completion counts are read first, submission counts second, all with acquire loads. Each
+// counted completion's submission happens-before it (a task is spawned before it runs; the
+// spawn counter is incremented before the push), so every submission of a counted completion is
+// visible to the later submission reads: completions <= submissions, and equality means every
+// visible submission has completed. A task accepted before the caller started waiting is
+// visible; its children were spawned before it completed, so they are visible too (induction).
+bool pool_impl::quiescent() const noexcept {
+  std::uint64_t done = m_dropped.load(std::memory_order_acquire);  // pairs with: drop()
+  for (const auto& w : m_workers) {
+    done += w->stats.completed.load(std::memory_order_acquire);  // pairs with: execute()
+  }
+  std::uint64_t submitted = m_injection.accepted();
+  for (const auto& w : m_workers) {
+    submitted += w->stats.spawned.load(std::memory_order_acquire);  // pairs with: publish()
+  }
+  return done == submitted;
+}
+
+bool pool_impl::wait_quiescent(deadline until) {
+  if (quiescent()) {
+    return true;
+  }
+  // seq_cst + fence: the waiter's half of the Dekker pattern with notify_idle_waiters().
+  m_idle_waiters.fetch_add(1, std::memory_order_seq_cst);
+  fence_seq_cst();
+  bool idle = false;
+  {
+    std::unique_lock lock(m_idle_mutex);
+    idle = until.wait(m_idle_cv, lock, [this] { return quiescent(); });
+  }
+  m_idle_waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a stale count costs a notify
+  return idle;
+}
+
+pool_stats pool_impl::stats() const {
+  pool_stats s;
+  s.workers.reserve(m_workers.size());
+  // relaxed throughout: statistics; each value is exact, the set is not a single snapshot.
+  for (const auto& w : m_workers) {
+    worker_stats ws;
+    ws.executed = w->stats.completed.load(std::memory_order_relaxed);
+    ws.stolen = w->stats.stolen.load(std::memory_order_relaxed);
+    ws.steal_attempts = w->stats.steal_attempts.load(std::memory_order_relaxed);
+    ws.parks = w->stats.parks.load(std::memory_order_relaxed);
+    ws.busy_time = std::chrono::nanoseconds(w->stats.busy_ns.load(std::memory_order_relaxed));
+    s.workers.push_back(ws);
+    s.submitted += w->stats.spawned.load(std::memory_order_relaxed);
+    s.completed += ws.executed;
+    s.failed += w->stats.failed.load(std::memory_order_relaxed);
+  }
+  s.submitted += m_injection.accepted();
+  s.dropped = m_dropped.load(std::memory_order_relaxed);
+  s.queue_high_water = m_injection.high_water();
+  return s;
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// thread_pool
+
+namespace {
+pool_options make_options(std::size_t threads) {
+  pool_options options;
+  options.threads = threads;
+  return options;
+}
+}  // namespace
+
+thread_pool::thread_pool() : thread_pool(pool_options{}) {}
+
+thread_pool::thread_pool(std::size_t threads) : thread_pool(make_options(threads)) {}
+
+thread_pool::thread_pool(pool_options options) : m_impl(std::make_unique<detail::pool_impl>(std::move(options))) {}
+
+thread_pool::~thread_pool() = default;  // pool_impl's destructor shuts down gracefully and joins
+
+detail::task_claim thread_pool::claim(bool blocking) {
+  detail::worker* self = detail::pool_impl::current_worker();
+  if (self != nullptr && &self->pool != m_impl.get()) {
+    self = nullptr;  // a worker of another pool submits as an outside thread
+  }
+  return m_impl->claim(self, blocking);
+}
+
+void thread_pool::publish(detail::task_claim claim) noexcept {
+  m_impl->publish(claim.local ? detail::pool_impl::current_worker() : nullptr, claim);
+}
+
+void thread_pool::abandon(detail::task_claim claim) noexcept {
+  m_impl->abandon(claim.local ? detail::pool_impl::current_worker() : nullptr, claim);
+}
+
+bool thread_pool::on_own_worker() const noexcept {
+  const detail::worker* self = detail::pool_impl::current_worker();
+  return self != nullptr && &self->pool == m_impl.get();
+}
+
+void thread_pool::help_while_pending(detail::group_state& group) noexcept {
+  m_impl->help_while_pending(*detail::pool_impl::current_worker(), group);
+}
+
+void thread_pool::wait_idle() { (void)wait_idle_until(detail::deadline::never()); }
+
+bool thread_pool::wait_idle_until(detail::deadline deadline) {
+  if (on_own_worker()) {
+    throw std::logic_error("flowpool::thread_pool::wait_idle() called on one of the pool's own workers");
+  }
+  return m_impl->wait_quiescent(deadline);
+}
+
+void thread_pool::shutdown() noexcept { m_impl->shutdown(on_own_worker()); }
+
+std::size_t thread_pool::shutdown_now() noexcept {
+  return m_impl->shutdown_now(on_own_worker() ? detail::pool_impl::current_worker() : nullptr);
+}
+
+std::size_t thread_pool::thread_count() const noexcept { return m_impl->thread_count(); }
+
+pool_stats thread_pool::stats() const { return m_impl->stats(); }
+
+std::optional<std::size_t> thread_pool::this_worker_index() noexcept {
+  const detail::worker* self = detail::pool_impl::current_worker();
+  if (self == nullptr) {
+    return std::nullopt;
+  }
+  return self->index;
+}
+
+}  // namespace flowpool
