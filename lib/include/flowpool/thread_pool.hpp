@@ -75,7 +75,7 @@ struct pool_options {
 /// Which worker runs a task is unspecified. Fairness between external producers is not guaranteed.
 ///
 /// **Memory ordering.** Everything the submitting thread did before submit()/post()/try_post()
-/// (returning true)/task_group::run() happens-before the task starts. The end of a task
+/// (returning true) or task_group::run() happens-before the task starts. The end of a task
 /// happens-before the return of `get()`/`wait()` on its future, of the task_group::wait() that
 /// covers it, and of a wait_idle() that covers it.
 class thread_pool {
@@ -212,7 +212,7 @@ class thread_pool {
   /// Any thread. From outside the pool, blocks until the work is done and the workers have
   /// exited; on one of the pool's workers it only stops acceptance and returns (the destructor
   /// joins). Idempotent; does not throw. Tasks running on workers may still spawn (nested
-  /// submit/post/task_group::run) so that fork-join computations in flight complete.
+  /// submit, post and task_group::run()) so that fork-join computations in flight complete.
   /// Memory ordering: from outside, the end of every task happens-before the return.
   void shutdown() noexcept;
 
