@@ -238,6 +238,7 @@ class server_pool {
   ///
   /// Must not be called from one of this pool's handlers (a slot cannot join itself).
   /// Blocks until the queue is drained and every slot thread has exited; never throws.
+  /// Memory ordering: every handler call happens-before the destructor returns.
   ~server_pool() {
     m_queue.shutdown();
     join_threads();
@@ -383,10 +384,12 @@ class server_pool {
   /// Each slot writes only its own counters (on its own cache line); this call reads them with
   /// relaxed loads, so a slot never waits for a reader and a reader never waits for a slot. Each
   /// value is exact at some instant during the call, but the values are not one consistent cut:
-  /// a handler that finishes during the call may already count in `handled` and not yet in
-  /// `busy`. Once the pool is quiet (e.g. after `join()` returned; see the class description)
+  /// a request that finishes during the call may already count in `busy` and not yet in
+  /// `handled`. Once the pool is quiet (e.g. after `join()` returned; see the class description)
   /// the snapshot is exact: `handled`, `failed` and `busy` include every finished request.
   /// `idle` includes a wait still in progress, up to the time of the call.
+  /// Memory ordering: none of its own (relaxed loads); see the class description for what
+  /// `join()` makes visible.
   /// @return the snapshot.
   /// @throws std::bad_alloc if the vectors cannot be allocated.
   [[nodiscard]] server_pool_stats stats() const {
