@@ -56,7 +56,7 @@ struct pool_options {
   /// that ran it. If empty, such exceptions are counted in pool_stats::failed and dropped; an
   /// exception thrown by on_error itself is dropped too. Never called concurrently with itself
   /// from the same worker, but may run on several workers at once.
-  std::function<void(std::exception_ptr)> on_error;
+  std::function<void(std::exception_ptr)> on_error{};  // {}: no -Wmissing-field-initializers for {.threads = n}
 };
 
 /// @brief A pool of worker threads that run arbitrary tasks, with work stealing.
