@@ -28,6 +28,9 @@ class ring_buffer {
   }
 
   [[nodiscard]] std::size_t size() const noexcept { return m_size; }
+  // The size beyond which the buffer grows only on explicit request; fixed at construction, so
+  // it may be read without the lock that guards the rest.
+  [[nodiscard]] std::size_t soft_capacity() const noexcept { return m_soft_capacity; }
   [[nodiscard]] bool empty() const noexcept { return m_size == 0; }
 
   // Strong guarantee: if allocation or T's constructor throws, nothing changes.
@@ -103,7 +106,7 @@ class ring_buffer {
   std::size_t m_cap = 0;
   std::size_t m_head = 0;
   std::size_t m_size = 0;
-  std::size_t m_soft_capacity;
+  const std::size_t m_soft_capacity;
 };
 
 }  // namespace flowpool::detail
