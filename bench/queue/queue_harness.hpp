@@ -143,8 +143,10 @@ void queue_throughput(benchmark::State& state) {
                          benchmark::Counter::kIsRate);
 }
 
-/// @brief Registers `queue_throughput<Queue>` as `<name>/producers:P/consumers:C/real_time` for
-/// 1 -> 1 and 2 -> 2.
+/// @brief Registers `queue_throughput<Queue>` as
+/// `<name>/producers:P/consumers:C/process_time/real_time` for 1 -> 1 and 2 -> 2. Time is wall
+/// clock; the CPU column is the whole process's CPU time, so CPU / Time shows how many cores the
+/// run kept busy (spinning shows up there, sleeping does not).
 /// @param name the implementation's name in the benchmark output.
 /// @return the registered benchmark, for further settings.
 template <benchmark_queue Queue>
@@ -154,6 +156,7 @@ benchmark::internal::Benchmark* register_queue_throughput(const char* name) {
       ->Args({1, 1})
       ->Args({2, 2})
       ->UseRealTime()
+      ->MeasureProcessCPUTime()  // the CPU column sums all threads: CPU / Time = cores kept busy
       ->Unit(benchmark::kMillisecond);
 }
 
