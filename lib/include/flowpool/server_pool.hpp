@@ -172,6 +172,11 @@ inline thread_local const void* t_current_server_pool = nullptr;
 /// after that return. `shutdown()`/`shutdown_now()` happen-before every submit that returns
 /// `false` because of them.
 ///
+/// **Lifetime.** The destructor waits for the handlers, which may call any member meanwhile
+/// (their submits are refused). Any other thread must have left every member before the
+/// destructor starts: destroying the pool while such a thread is inside one is undefined
+/// behaviour.
+///
 /// **Not guaranteed.** Requests start in queue (FIFO) order, but slots run concurrently, so they
 /// may finish in any order; which slot gets a request is not specified.
 ///
