@@ -290,7 +290,7 @@ std::string write_plots(const std::string& dir, const std::string& scripts_dir, 
   }
   const std::string subtitle = describe(outcome.config);
   auto quoted = [](const std::string& text) { return "'" + text + "'"; };
-  const std::string vars = "dir=" + quoted(dir) + "; slots=" + std::to_string(outcome.config.slots()) +
+  const std::string vars = "dir=" + quoted(dir) + "; slots=" + std::to_string(outcome.config.slots()) + "; k=" + std::to_string(k) +
                            "; expected=" + fixed(100 * outcome.expected.closed_form, 2) + "; subtitle=" + quoted(subtitle);
   for (const char* script : {"gantt.gp", "bars.gp"}) {
     const std::string command = "gnuplot -e \"" + vars + "\" '" + (fs::path(scripts_dir) / script).string() + "'";
