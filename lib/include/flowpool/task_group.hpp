@@ -35,7 +35,8 @@ class task_group {
   ///
   /// An exception captured and not yet rethrown by wait() is discarded: destructors must not
   /// throw, and letting it reach std::terminate would punish code that was already unwinding.
-  /// Call wait() first to observe it. Blocks as wait().
+  /// Call wait() first to observe it. Blocks as wait(); allocates nothing.
+  /// Memory ordering: as wait(): the end of every task of the group happens-before the return.
   ~task_group() { wait_pending(); }
 
   task_group(const task_group&) = delete;             ///< Not copyable.

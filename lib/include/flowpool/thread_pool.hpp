@@ -110,7 +110,8 @@ class thread_pool {
   /// spawn), then joins the workers.
   ///
   /// Must not run on one of the pool's own workers (that would join itself: std::terminate).
-  /// Blocks until the work is done. Does not throw.
+  /// Blocks until the work is done. Allocates nothing. Does not throw.
+  /// Memory ordering: the end of every task happens-before the destructor returns.
   ~thread_pool();
 
   thread_pool(const thread_pool&) = delete;             ///< Not copyable.
@@ -222,7 +223,9 @@ class thread_pool {
   /// A discarded submit() task's future reports std::future_errc::broken_promise; a discarded
   /// task of a task_group makes that group's wait() throw shut_down_error.
   /// Any thread (on a worker: does not join, and does not wait for tasks running elsewhere).
-  /// Blocks until running tasks finish; does not throw.
+  /// Blocks until running tasks finish; allocates nothing; does not throw.
+  /// Memory ordering: from outside the pool, the end of every task that ran happens-before the
+  /// return (the workers have been joined).
   /// @return how many tasks were discarded by this call.
   std::size_t shutdown_now() noexcept;
 
@@ -231,7 +234,9 @@ class thread_pool {
   [[nodiscard]] std::size_t thread_count() const noexcept;
 
   /// @brief A snapshot of the pool's counters. Any thread; never blocks; allocates the vector.
+  /// Memory ordering: none beyond the values themselves (see pool_stats).
   /// @return the counters; see pool_stats for their consistency.
+  /// @throws std::bad_alloc if the vector cannot be allocated.
   [[nodiscard]] pool_stats stats() const;
 
   /// @brief The index of the calling thread among the workers of the pool that owns it.
