@@ -10,6 +10,8 @@ std::span<const design> all_designs() noexcept {
       design{"server_pool", "the slot_id that flowpool::server_pool passes to the handler", &run_server_pool},
       design{"onetbb", "tbb::this_task_arena::current_thread_index(): server = index / K, slot = index % K",
              &run_onetbb},
+      design{"thread_pool", "flowpool::thread_pool::this_worker_index(): server = index / K, slot = index % K",
+             &run_thread_pool},
   };
   return k_designs;
 }

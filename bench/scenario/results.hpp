@@ -124,6 +124,7 @@ struct design_metrics {
   double overshoot_us = 0;  ///< mean handler time minus mean drawn service time (sleep overshoot)
   std::vector<double> share;           ///< fraction of requests each server handled
   std::vector<std::uint64_t> handled;  ///< requests each server handled
+  std::vector<double> mean_handler_ms;  ///< mean measured handler time on each server
 };
 
 inline double to_ms(std::chrono::nanoseconds d) noexcept { return std::chrono::duration<double, std::milli>(d).count(); }
@@ -149,12 +150,14 @@ inline design_metrics compute_metrics(const design_result& result) {
   std::vector<double> waits;
   waits.reserve(n);
   m.handled.assign(result.config.servers, 0);
+  m.mean_handler_ms.assign(result.config.servers, 0.0);
   for (const request_record& r : result.records) {
     busy += r.end - r.start;
     drawn_ms += base_service_ms(result.config, r.id) * slowdown(result.config, r.server);
     waits.push_back(to_ms(r.start - r.enqueued));
     if (r.server < m.handled.size()) {
       ++m.handled[r.server];
+      m.mean_handler_ms[r.server] += to_ms(r.end - r.start);
     }
   }
   const double capacity_ms = static_cast<double>(result.config.slots()) * m.makespan_ms;
@@ -162,10 +165,28 @@ inline design_metrics compute_metrics(const design_result& result) {
   m.overshoot_us = n == 0 ? 0.0 : (to_ms(busy) - drawn_ms) / static_cast<double>(n) * 1000.0;
   m.wait_p50_ms = quantile(waits, 0.50);
   m.wait_p99_ms = quantile(std::move(waits), 0.99);
+  for (std::size_t s = 0; s < m.handled.size(); ++s) {
+    m.mean_handler_ms[s] = m.handled[s] == 0 ? 0.0 : m.mean_handler_ms[s] / static_cast<double>(m.handled[s]);
+  }
   for (std::uint64_t h : m.handled) {
     m.share.push_back(n == 0 ? 0.0 : static_cast<double>(h) / static_cast<double>(n));
   }
   return m;
+}
+
+/// @return each server's share of the total measured speed (1 / mean handler time), which includes
+/// the sleep overshoot that the nominal speed share leaves out; servers that handled nothing count 0.
+inline std::vector<double> measured_speed_shares(const design_metrics& m) {
+  std::vector<double> shares;
+  double total = 0.0;
+  for (double ms : m.mean_handler_ms) {
+    shares.push_back(ms > 0 ? 1.0 / ms : 0.0);
+    total += shares.back();
+  }
+  for (double& x : shares) {
+    x = total > 0 ? x / total : 0.0;
+  }
+  return shares;
 }
 
 /// @return each server's share of the total speed: (1/slowdown(i)) / sum_j (1/slowdown(j)).
