@@ -112,6 +112,7 @@ struct round_config {
   std::uint32_t per_producer;
   std::uint32_t stop_after;  // the controller acts once this many items were delivered
   ending end;
+  std::uint32_t consumer_lag;  // yields per delivered item: > 0 keeps the queue full at shutdown
 };
 
 struct round_totals {
@@ -189,6 +190,7 @@ class conservation_round {
             accepted = m_queue.try_put_for(std::move(it), std::chrono::microseconds(random_below(rng, 200)));
             break;
           case put_kind::force_put:
+            m_forced.store(true);
             accepted = m_queue.force_put(std::move(it));
             break;
         }
@@ -248,6 +250,9 @@ class conservation_round {
       return;
     }
     end_of(*it);
+    for (std::uint32_t i = 0; i < m_config.consumer_lag; ++i) {
+      std::this_thread::yield();
+    }
     m_delivered.fetch_add(1);
     try {
       m_queue.task_done();
@@ -312,7 +317,8 @@ class conservation_round {
   round_totals check() {
     INFO("seed " << m_config.seed << ", capacity " << m_config.capacity << ", " << m_config.producers
                  << " producers, " << m_config.consumers << " consumers, " << m_config.per_producer
-                 << " items each, ending " << static_cast<int>(m_config.end));
+                 << " items each, ending " << static_cast<int>(m_config.end) << ", consumer lag "
+                 << m_config.consumer_lag);
     round_totals totals;
     std::uint64_t wrong = 0;
     for (std::uint32_t p = 0; p < m_config.producers; ++p) {
@@ -334,6 +340,9 @@ class conservation_round {
     CHECK(m_queue.unfinished() == 0);
     CHECK(m_queue.join_for(0s));
     CHECK(m_queue.get() == std::nullopt);
+    if (!m_forced.load()) {
+      CHECK(m_queue.high_water_mark() <= m_config.capacity);  // blocked producers never overfill it
+    }
     return totals;
   }
 
@@ -347,6 +356,7 @@ class conservation_round {
   std::atomic<std::uint64_t> m_violations{0};
   std::atomic<std::uint64_t> m_stalls{0};
   std::atomic<std::uint32_t> m_producers_finished{0};
+  std::atomic<bool> m_forced{false};  // some producer used force_put, which may exceed the capacity
   completion m_finished;  // threads of this round that have ended
 };
 
@@ -360,6 +370,7 @@ round_config random_round(std::mt19937& rng) {
   config.per_producer = 1 + random_below(rng, 1500);
   config.stop_after = random_below(rng, config.producers * config.per_producer + 1);
   config.end = static_cast<ending>(random_below(rng, k_endings));
+  config.consumer_lag = random_below(rng, 2) == 0 ? 0 : 1 + random_below(rng, 20);
   return config;
 }
 

@@ -1310,6 +1310,89 @@ TEST_SUITE("bounded_queue") {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Memory ordering (checked by ThreadSanitizer: the payloads below are plain, non-atomic data)
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE("what a producer wrote before put is visible to the thread that gets the item" * doctest::timeout(20)) {
+    constexpr int k_items = 200;
+    std::vector<int> payload(k_items, 0);
+    bounded_queue<int> q(4);  // small: producer and consumer alternate, many hand-offs
+    std::thread producer([&] {
+      for (int i = 0; i < k_items; ++i) {
+        payload[static_cast<std::size_t>(i)] = i * 3 + 1;  // plain write, published by put
+        CHECK(q.put(i));
+      }
+    });
+    int wrong = 0;
+    for (int i = 0; i < k_items; ++i) {
+      const std::optional<int> index = q.get();
+      REQUIRE(index.has_value());
+      wrong += payload[static_cast<std::size_t>(*index)] != *index * 3 + 1 ? 1 : 0;
+    }
+    producer.join();
+    CHECK(wrong == 0);
+  }
+
+  TEST_CASE("what consumers wrote before task_done is visible after join returns" * doctest::timeout(20)) {
+    constexpr int k_items = 64;
+    std::vector<int> results(k_items, 0);
+    bounded_queue<int> q(k_items);
+    for (int i = 0; i < k_items; ++i) {
+      CHECK(q.put(i));
+    }
+    q.shutdown();  // consumers drain, then stop
+    std::vector<std::thread> consumers;
+    for (int c = 0; c < 3; ++c) {
+      consumers.emplace_back([&] {
+        while (auto index = q.get()) {
+          results[static_cast<std::size_t>(*index)] = *index + 100;  // plain write, published by task_done
+          q.task_done();
+        }
+      });
+    }
+    q.join();
+    int wrong = 0;
+    for (int i = 0; i < k_items; ++i) {
+      wrong += results[static_cast<std::size_t>(i)] != i + 100 ? 1 : 0;
+    }
+    CHECK(wrong == 0);
+    for (auto& consumer : consumers) {
+      consumer.join();
+    }
+  }
+
+  TEST_CASE("what a producer wrote before put is visible to the thread that calls shutdown_now" * doctest::timeout(20)) {
+    constexpr int k_items = 1000;
+    std::vector<int> payload(k_items, 0);
+    bounded_queue<int> q(k_items);
+    std::atomic<int> started{0};
+    std::thread producer([&] {
+      for (int i = 0; i < k_items; ++i) {
+        payload[static_cast<std::size_t>(i)] = 7 * i;  // plain write, published by put
+        if (!q.put(i)) {
+          return;
+        }
+        started.store(1, std::memory_order_relaxed);  // only tells the other thread to go; orders nothing
+      }
+    });
+    std::vector<int> removed;
+    std::thread other([&] {
+      while (started.load(std::memory_order_relaxed) == 0) {
+        std::this_thread::yield();
+      }
+      removed = q.shutdown_now();  // the only synchronisation with the producer's writes
+      int wrong = 0;
+      for (int index : removed) {
+        wrong += payload[static_cast<std::size_t>(index)] != 7 * index ? 1 : 0;
+      }
+      CHECK(wrong == 0);
+    });
+    other.join();
+    producer.join();
+    CHECK_FALSE(removed.empty());
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Element types that throw
   // ---------------------------------------------------------------------------------------------
 
