@@ -1,6 +1,6 @@
 # Throughput and slot utilisation per design, from one real run (the median run of each design).
 # Called by bench_scenario --plot with: dir, expected (analytic batch-then-wait utilisation, %), subtitle.
-# Input: dir/bars.csv with design, throughput_rps, utilisation_percent.
+# Input: dir/data/bars.csv with design, throughput_rps, utilisation_percent.
 if (!exists("dir")) dir = "."
 if (!exists("expected")) expected = 85.71
 if (!exists("subtitle")) subtitle = ""
@@ -16,16 +16,16 @@ set grid ytics lc rgb "#dddddd"
 set xtics noenhanced
 set yrange [0:*]
 
-stats dir."/bars.csv" using 2 nooutput
+stats dir."/data/bars.csv" using 2 nooutput
 set yrange [0:STATS_max * 1.12]
 set title "throughput (requests/s, higher is better)"
-plot dir."/bars.csv" using 0:2:xtic(1) with boxes lc rgb "#4e79a7", \
+plot dir."/data/bars.csv" using 0:2:xtic(1) with boxes lc rgb "#4e79a7", \
      "" using 0:2:(sprintf("%.0f", $2)) with labels offset 0,0.8
 
 set title "slot utilisation (%): busy slot-time / (slots x makespan)"
-set yrange [0:110]
+set yrange [0:122]
 set arrow 1 from graph 0, first expected to graph 1, first expected nohead dt 2 lc rgb "#c0392b"
-set label 1 sprintf("analytic batch-then-wait: %.1f", expected)." %" at graph 0.98, first expected - 4 right front tc rgb "#c0392b"
-plot dir."/bars.csv" using 0:3:xtic(1) with boxes lc rgb "#59a14f", \
+set label 1 sprintf("- - -  analytic batch-then-wait utilisation: %.1f", expected)." %" at graph 0.02, graph 0.95 left front tc rgb "#c0392b"
+plot dir."/data/bars.csv" using 0:3:xtic(1) with boxes lc rgb "#59a14f", \
      "" using 0:3:(sprintf("%.1f", $3)) with labels offset 0,0.8
 unset multiplot

@@ -273,7 +273,8 @@ void write_json(const std::string& path, const std::vector<scenario_outcome>& ou
 std::string write_plots(const std::string& dir, const std::string& scripts_dir, const scenario_outcome& outcome) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  const fs::path data = fs::path(dir) / "data";
+  fs::create_directories(data, ec);
   if (ec) {
     return "cannot create " + dir + ": " + ec.message();
   }
@@ -285,7 +286,7 @@ std::string write_plots(const std::string& dir, const std::string& scripts_dir, 
       continue;
     }
     const design_result& run = d->runs[d->median];
-    std::ofstream csv(fs::path(dir) / (std::string("gantt_") + name + ".csv"));
+    std::ofstream csv(data / (std::string("gantt_") + name + ".csv"));
     csv << "# " << name << ": row (= server * K + slot), start_ms, end_ms, server, slot, id, batch\n";
     for (const request_record& r : run.records) {
       csv << (r.server * k + r.slot) << "," << fixed(to_ms(r.start - run.t0), 4) << "," << fixed(to_ms(r.end - run.t0), 4)
@@ -293,7 +294,7 @@ std::string write_plots(const std::string& dir, const std::string& scripts_dir, 
     }
   }
   {
-    std::ofstream csv(fs::path(dir) / "bars.csv");
+    std::ofstream csv(data / "bars.csv");
     csv << "# design, throughput_rps, utilisation_percent\n";
     for (const design_runs& d : outcome.designs) {
       const design_metrics& m = d.metrics[d.median];

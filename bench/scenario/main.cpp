@@ -35,7 +35,8 @@ heterogeneous (the share target).
   --repeat N           runs per design, interleaved; the median is reported (default 3)
   --designs a,b        only these designs (default: all)
   --json FILE          write every run and the targets as JSON
-  --plot DIR           write Gantt and bar CSVs of the uniform scenario and render them with gnuplot
+  --plot DIR           render DIR/gantt.png and DIR/bars.png (gnuplot) from the uniform scenario's
+                       median runs; their CSV data goes to DIR/data/
   --soak SECONDS       instead of the comparison: run the server_pool stream for SECONDS
   --strict             exit with status 2 if a target is missed
 )";
@@ -219,7 +220,7 @@ int run(const options& o) {
       std::cerr << "bench_scenario: --plot: " << error << "\n";
       return 1;
     }
-    std::cout << "wrote plots to " << o.plot << " (gantt.png, bars.png and their CSV data)\n";
+    std::cout << "wrote plots to " << o.plot << " (gantt.png, bars.png; CSV data in data/)\n";
   }
   for (const scenario_outcome& outcome : outcomes) {
     for (const design_runs& d : outcome.designs) {
