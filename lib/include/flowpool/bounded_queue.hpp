@@ -304,9 +304,10 @@ class bounded_queue {
   // Invariant: unsignalled + signalled is the number of threads between went_to_sleep() and
   // woke(). A thread that wakes up for any reason (notify, spurious wake-up, timeout) gives back
   // a signal if one is outstanding, otherwise an unsignalled count; taking a signal meant for
-  // another thread is harmless because that thread then gives back an unsignalled count. So at
-  // any time, every thread blocked in wait() is either still counted as unsignalled (the next
-  // state change will notify it) or has a notify in flight; and every woken thread re-checks the
+  // another thread is harmless because that thread then gives back an unsignalled count. Hence,
+  // at any time, the threads blocked in wait() number at most `unsignalled` plus the notifies
+  // claimed and not yet delivered: when `unsignalled` is 0, every blocked thread has a notify
+  // coming, and otherwise the next state change claims one. Every woken thread re-checks the
   // predicate under the mutex, so a waiter that times out consumes the state it was told about
   // instead of swallowing the wake-up.
   struct sleepers {
