@@ -50,6 +50,7 @@ int run_soak(const scenario_config& base, double seconds, std::ostream& out) {
   self = &pool;
   const std::size_t rss_start = resident_bytes();
   std::size_t rss_max = rss_start;
+  std::size_t rss_warm = 0;  // at the first progress report: queue and buffers have reached their size
   out << "soak: server_pool, " << config.servers << " servers x " << config.slots_per_server << " slots, "
       << config.burst << " requests in flight, " << to_string(config.model) << " service, " << seconds
       << " s; one request in " << k_fault_every << " throws\n";
@@ -68,6 +69,9 @@ int run_soak(const scenario_config& base, double seconds, std::ostream& out) {
     if (bench_clock::now() >= next_report && bench_clock::now() < deadline) {
       const double elapsed = std::chrono::duration<double>(bench_clock::now() - t0).count();
       const flowpool::server_pool_stats stats = pool.stats();
+      if (rss_warm == 0) {
+        rss_warm = resident_bytes();
+      }
       out << "  " << static_cast<int>(elapsed) << " s: handled " << stats.total_handled() << ", failed "
           << stats.total_failed() << ", queue high water " << stats.queue_high_water_mark << ", RSS "
           << mib(resident_bytes()) << "\n"
@@ -92,9 +96,17 @@ int run_soak(const scenario_config& base, double seconds, std::ostream& out) {
       << static_cast<double>(issued) / elapsed << " req/s), failures " << stats.total_failed() << " (injected "
       << expected_failures << ")\n";
   out << "  max queue depth " << stats.queue_high_water_mark << " (capacity " << pool.options().queue_capacity << ")\n";
+  auto drift = [](std::size_t from, std::size_t to) {
+    std::string text(1, to >= from ? '+' : '-');
+    text += mib(to >= from ? to - from : from - to);
+    return text;
+  };
   out << "  RSS at start " << mib(rss_start) << ", at end " << mib(rss_end) << ", max " << mib(rss_max) << ", drift "
-      << (rss_end >= rss_start ? "+" : "-") << mib(rss_end >= rss_start ? rss_end - rss_start : rss_start - rss_end)
-      << "\n";
+      << drift(rss_start, rss_end);
+  if (rss_warm != 0) {
+    out << "; at the first report " << mib(rss_warm) << ", drift since then " << drift(rss_warm, rss_end);
+  }
+  out << "\n";
   out << "  " << (conserved ? "PASS" : "FAIL") << "  requests handled = requests issued (none lost, none extra)\n";
   out << "  " << (failures_ok ? "PASS" : "FAIL") << "  failures counted = faults injected\n";
   return conserved && failures_ok ? 0 : 1;
