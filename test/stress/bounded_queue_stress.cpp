@@ -132,6 +132,7 @@ class conservation_round {
 
   round_totals run() {
     std::vector<std::thread> threads;
+    threads.reserve(m_config.consumers + m_config.producers + 2);
     for (std::uint32_t c = 0; c < m_config.consumers; ++c) {
       threads.emplace_back([this, c] {
         consume(c);
@@ -155,10 +156,10 @@ class conservation_round {
     });
     if (!m_finished.wait_for(threads.size(), k_round_limit)) {
       std::cout << "round stuck: seed " << m_config.seed << ", capacity " << m_config.capacity << ", "
-                << m_config.producers << " producers, " << m_config.consumers << " consumers, "
-                << m_config.per_producer << " items each, ending " << static_cast<int>(m_config.end) << ", "
-                << m_delivered.load() << " delivered, size " << m_queue.size() << ", unfinished "
-                << m_queue.unfinished() << ", shut down " << m_queue.is_shut_down() << '\n';
+                << m_config.producers << " producers, " << m_config.consumers << " consumers, " << m_config.per_producer
+                << " items each, ending " << static_cast<int>(m_config.end) << ", " << m_delivered.load()
+                << " delivered, size " << m_queue.size() << ", unfinished " << m_queue.unfinished() << ", shut down "
+                << m_queue.is_shut_down() << '\n';
       abort_stuck("a conservation round did not end");
     }
     for (std::thread& t : threads) {
@@ -197,7 +198,8 @@ class conservation_round {
         if (accepted) {
           break;
         }
-        if (it == nullptr || *it != id) {  // a failed put must leave the item with the caller
+        // A failed put must leave the item with the caller, not moved from.
+        if (it == nullptr || *it != id) {  // NOLINT(bugprone-use-after-move)
           m_violations.fetch_add(1);
           return;
         }
@@ -261,8 +263,8 @@ class conservation_round {
     }
   }
 
-  void take_back(std::vector<item> removed) {
-    for (item& it : removed) {
+  void take_back(const std::vector<item>& removed) {
+    for (const item& it : removed) {
       if (it == nullptr || *it >= m_fates.size()) {
         m_violations.fetch_add(1);
         continue;
@@ -315,10 +317,9 @@ class conservation_round {
   }
 
   round_totals check() {
-    INFO("seed " << m_config.seed << ", capacity " << m_config.capacity << ", " << m_config.producers
-                 << " producers, " << m_config.consumers << " consumers, " << m_config.per_producer
-                 << " items each, ending " << static_cast<int>(m_config.end) << ", consumer lag "
-                 << m_config.consumer_lag);
+    INFO("seed " << m_config.seed << ", capacity " << m_config.capacity << ", " << m_config.producers << " producers, "
+                 << m_config.consumers << " consumers, " << m_config.per_producer << " items each, ending "
+                 << static_cast<int>(m_config.end) << ", consumer lag " << m_config.consumer_lag);
     round_totals totals;
     std::uint64_t wrong = 0;
     for (std::uint32_t p = 0; p < m_config.producers; ++p) {
@@ -357,7 +358,7 @@ class conservation_round {
   std::atomic<std::uint64_t> m_stalls{0};
   std::atomic<std::uint32_t> m_producers_finished{0};
   std::atomic<bool> m_forced{false};  // some producer used force_put, which may exceed the capacity
-  completion m_finished;  // threads of this round that have ended
+  completion m_finished;              // threads of this round that have ended
 };
 
 round_config random_round(std::mt19937& rng) {
@@ -399,8 +400,8 @@ bool run_lost_wakeup_round(const lost_wakeup_round& round) {
   bounded_queue<std::uint32_t> q(capacity);
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> progress{0};  // items received / puts completed / joins returned
-  const std::ptrdiff_t start_parties = static_cast<std::ptrdiff_t>(round.timed) + 1 +
-                                       (round.side == waiter_side::joiners ? 1 : 0);
+  const std::ptrdiff_t start_parties =
+      static_cast<std::ptrdiff_t>(round.timed) + 1 + (round.side == waiter_side::joiners ? 1 : 0);
   std::barrier step_start(start_parties);
   std::barrier step_end(static_cast<std::ptrdiff_t>(round.timed) + 1);
 
@@ -433,6 +434,7 @@ bool run_lost_wakeup_round(const lost_wakeup_round& round) {
     untimed_done.store(true);
   });
   std::vector<std::thread> timed;
+  timed.reserve(round.timed);
   for (std::uint32_t t = 0; t < round.timed; ++t) {
     timed.emplace_back([&, t] {
       std::mt19937 rng(round.seed + t);
@@ -536,8 +538,8 @@ TEST_SUITE("bounded_queue stress") {
       ++rounds;
     } while (clock_type::now() < until);
     MESSAGE(rounds << " rounds (" << capacity_one << " with capacity 1): " << all.made << " items made, "
-                   << all.delivered << " delivered, " << all.returned << " returned by shutdown_now, "
-                   << all.refused << " refused");
+                   << all.delivered << " delivered, " << all.returned << " returned by shutdown_now, " << all.refused
+                   << " refused");
     CHECK(all.delivered + all.returned + all.refused == all.made);
   }
 
