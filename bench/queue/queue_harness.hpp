@@ -27,10 +27,10 @@ inline constexpr std::size_t k_cache_line = 64;
 /// @brief What the harness needs from a queue under test: built from a capacity, a blocking
 /// `push` and a blocking `pop`, each returning false only if the queue failed to do its job.
 template <class Q>
-concept benchmark_queue = requires(Q& queue, int item) {
-  { queue.push(item) } -> std::same_as<bool>;
-  { queue.pop(item) } -> std::same_as<bool>;
-} && std::constructible_from<Q, std::size_t>;
+concept benchmark_queue = std::constructible_from<Q, std::size_t> && requires(Q& queue, int item) {
+  requires std::same_as<decltype(queue.push(item)), bool>;
+  requires std::same_as<decltype(queue.pop(item)), bool>;
+};
 
 /// @brief Google Benchmark body: throughput of `Queue` with `state.range(0)` producers and
 /// `state.range(1)` consumers.
@@ -124,10 +124,10 @@ void queue_throughput(benchmark::State& state) {
       failed |= f != 0;
     }
     if (failed || received != expected) {
-      const std::string message = (failed ? std::string("a push or pop failed; ") : std::string()) +
-                                  "received " + std::to_string(received.count) + " items (sum " +
-                                  std::to_string(received.sum) + "), expected " +
-                                  std::to_string(expected.count) + " (sum " + std::to_string(expected.sum) + ")";
+      const std::string message = (failed ? std::string("a push or pop failed; ") : std::string()) + "received " +
+                                  std::to_string(received.count) + " items (sum " + std::to_string(received.sum) +
+                                  "), expected " + std::to_string(expected.count) + " (sum " +
+                                  std::to_string(expected.sum) + ")";
       state.SkipWithError(message.c_str());
       break;
     }
@@ -138,9 +138,8 @@ void queue_throughput(benchmark::State& state) {
   start.arrive_and_wait();
   threads.clear();  // joins
 
-  state.counters["items/s"] =
-      benchmark::Counter(static_cast<double>(k_queue_items) * static_cast<double>(state.iterations()),
-                         benchmark::Counter::kIsRate);
+  state.counters["items/s"] = benchmark::Counter(
+      static_cast<double>(k_queue_items) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 /// @brief Registers `queue_throughput<Queue>` as
