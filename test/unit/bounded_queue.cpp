@@ -12,7 +12,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
+#include <iostream>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -128,6 +131,16 @@ struct outcome {
   bool returned_before_act;
 };
 
+// For a call that stays blocked after the action that must end it: the thread cannot be released,
+// so report and end the process now rather than hang until CTest's timeout (doctest's signal
+// handler names the test case).
+[[noreturn]] void abort_stuck() {
+  std::cout.flush();
+  std::fprintf(stderr, "FATAL: a blocking call did not return within %lld s of the action that must end it; aborting\n",
+               static_cast<long long>(k_hang_limit.count()));
+  std::abort();
+}
+
 // Runs `call` on a new thread; once it is blocked (or has returned), runs `act` on this thread;
 // then joins the thread and returns what `call` returned.
 template <class Call, class Act>
@@ -143,6 +156,9 @@ auto call_blocked_then(Call call, Act act) {
   probe.wait_until_blocked_or_returned();
   const bool returned_before_act = probe.has_returned();
   act();
+  if (!eventually([&] { return probe.has_returned(); })) {
+    abort_stuck();
+  }
   caller.join();
   return outcome<result_t>{std::move(*result), returned_before_act};
 }
