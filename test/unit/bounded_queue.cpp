@@ -1222,6 +1222,27 @@ TEST_SUITE("bounded_queue") {
       std::chrono::hours, std::chrono::years, std::chrono::duration<double>, std::chrono::duration<float, std::milli>,
       std::chrono::duration<long double, std::ratio<3600>>, std::chrono::duration<unsigned long long, std::milli>);
 
+  TEST_CASE("a finite timeout of centuries, up to just below the clock's limit, waits until another thread acts" *
+            doctest::timeout(30)) {
+    using steady = std::chrono::steady_clock;
+    const std::vector<std::function<steady::duration()>> timeouts = {
+        [] { return std::chrono::duration_cast<steady::duration>(std::chrono::hours(24 * 365 * 100)); },
+        [] { return steady::duration::max() / 2; },
+        // The largest deadline that still fits (minus a margin for the time until the call).
+        [] { return (steady::time_point::max() - steady::now()) - std::chrono::seconds(1); },
+    };
+    for (const auto& make_timeout : timeouts) {
+      bounded_queue<int> q(1);
+      auto got = call_blocked_then([&] { return q.try_get_for(make_timeout()); }, [&] { CHECK(q.put(3)); });
+      CHECK_FALSE(got.returned_before_act);
+      CHECK(got.value == 3);
+      CHECK(q.put(4));
+      auto added = call_blocked_then([&] { return q.try_put_for(5, make_timeout()); }, [&] { CHECK(q.get() == 4); });
+      CHECK_FALSE(added.returned_before_act);
+      CHECK(added.value);
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Wake-ups are not lost
   // ---------------------------------------------------------------------------------------------
