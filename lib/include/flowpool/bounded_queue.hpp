@@ -2,6 +2,7 @@
 /// @brief flowpool::bounded_queue: a blocking, bounded FIFO queue with Python `queue.Queue` semantics.
 #pragma once
 
+#include <flowpool/detail/config.hpp>
 #include <flowpool/detail/deadline.hpp>
 #include <flowpool/detail/ring_buffer.hpp>
 
@@ -491,14 +492,14 @@ class bounded_queue {
     return sleep_until(m_all_done, m_joiners, lock, deadline, [this] { return m_unfinished == 0; });
   }
 
-  // Two 64-byte cache lines: the unit that adjacent-line prefetchers move together.
-  static constexpr std::size_t k_cache_line = 128;
+  // Two cache lines: the pair that adjacent-line prefetchers move together.
+  static constexpr std::size_t k_hot_block = 2 * detail::k_cache_line;
 
   // Hot block: the mutex and every field put/get touch under it, packed right behind it into
-  // one k_cache_line block (128 bytes with glibc's 40-byte mutex), so handing the lock to another
+  // one k_hot_block (exactly 128 bytes with glibc's 40-byte mutex), so handing the lock to another
   // core moves the whole state at once. Any thread reads and writes these fields, always under
   // m_mutex; the only exception is the capacity inside m_items, which never changes.
-  alignas(k_cache_line) mutable std::mutex m_mutex;
+  alignas(k_hot_block) mutable std::mutex m_mutex;
   bool m_shut_down = false;
   sleepers m_getters;  // threads asleep on m_not_empty
   sleepers m_putters;  // threads asleep on m_not_full
@@ -508,9 +509,9 @@ class bounded_queue {
   std::size_t m_high_water = 0;
   // Cold block: touched only when a thread waits or is woken, so waking never drags the hot
   // block's lines away from the lock holder. Each condition variable is thread-safe on its own.
-  alignas(k_cache_line) std::condition_variable m_not_empty;  // getters wait here; put and shutdown notify
-  std::condition_variable m_not_full;                         // putters wait here; get and shutdown notify
-  std::condition_variable m_all_done;                         // joiners wait here; task_done and shutdown_now notify
+  alignas(k_hot_block) std::condition_variable m_not_empty;  // getters wait here; put and shutdown notify
+  std::condition_variable m_not_full;                        // putters wait here; get and shutdown notify
+  std::condition_variable m_all_done;                        // joiners wait here; task_done and shutdown_now notify
 };
 
 }  // namespace flowpool
