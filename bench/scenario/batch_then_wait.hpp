@@ -30,16 +30,16 @@ namespace flowpool_bench {
 
 /// Construction parameters of batch_then_wait (the same fields as flowpool::server_pool_options).
 struct batch_then_wait_options {
-  std::size_t servers = 5;           ///< S
-  std::size_t slots_per_server = 2;  ///< K: one thread per slot, S*K threads
-  std::size_t queue_capacity = 1024; ///< outside submit() blocks while this many are queued
+  std::size_t servers = 5;            ///< S
+  std::size_t slots_per_server = 2;   ///< K: one thread per slot, S*K threads
+  std::size_t queue_capacity = 1024;  ///< outside submit() blocks while this many are queued
 };
 
 /// Where a request runs under batch-then-wait.
 struct batch_slot {
-  std::size_t server;  ///< 0 .. S-1
-  std::size_t slot;    ///< 0 .. K-1
-  std::uint64_t batch; ///< 1, 2, ... per server: the requests of one batch share this number
+  std::size_t server;   ///< 0 .. S-1
+  std::size_t slot;     ///< 0 .. K-1
+  std::uint64_t batch;  ///< 1, 2, ... per server: the requests of one batch share this number
 };
 
 /// The batch-then-wait baseline. Thread-safe like server_pool: submit()/join()/shutdown() from any
@@ -98,6 +98,12 @@ class batch_then_wait {
       return m_queue.force_put(std::move(r));
     }
     return m_queue.put(std::move(r));
+  }
+
+  /// As submit(Request&&), with a copy of `r`.
+  [[nodiscard]] bool submit(const Request& r) {
+    Request copy(r);
+    return submit(std::move(copy));
   }
 
   /// Blocks until every submitted request, follow-ups included, has been served.

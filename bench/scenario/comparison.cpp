@@ -31,8 +31,12 @@ std::string pad(const std::string& text, std::size_t width, bool right = true) {
 std::string describe(const scenario_config& c) {
   std::string model;
   switch (c.model) {
-    case service_model::uniform: model = "uniform " + fixed(c.min_ms, 1) + "-" + fixed(c.max_ms, 1) + " ms"; break;
-    case service_model::exponential: model = "exponential, mean " + fixed(0.5 * (c.min_ms + c.max_ms), 1) + " ms"; break;
+    case service_model::uniform:
+      model = "uniform " + fixed(c.min_ms, 1) + "-" + fixed(c.max_ms, 1) + " ms";
+      break;
+    case service_model::exponential:
+      model = "exponential, mean " + fixed(0.5 * (c.min_ms + c.max_ms), 1) + " ms";
+      break;
     case service_model::heterogeneous:
       model = "heterogeneous: uniform " + fixed(c.min_ms, 1) + "-" + fixed(c.max_ms, 1) + " ms x (server + 1)";
       break;
@@ -135,16 +139,18 @@ void print_table(const scenario_outcome& outcome, std::ostream& out) {
       << " draws]: " << fixed(100 * outcome.expected.closed_form, 2) << " % (closed form), "
       << fixed(100 * outcome.expected.monte_carlo, 2) << " % (Monte Carlo, 200k batches)\n";
   out << "  measured sleep overshoot: handler time exceeds the drawn service time by " << fixed(outcome.overshoot_us, 0)
-      << " us on average (mean draw " << fixed(mean_ms, 1) << " ms" << (c.model == service_model::heterogeneous ? " x slowdown" : "")
-      << ")\n\n";
+      << " us on average (mean draw " << fixed(mean_ms, 1) << " ms"
+      << (c.model == service_model::heterogeneous ? " x slowdown" : "") << ")\n\n";
   std::string header = pad("design", 16, false) + pad("makespan ms", 12) + pad("req/s", 9) + pad("util %", 8) +
-                       pad("wait p50 ms", 12) + pad("wait p99 ms", 12) + pad("oversleep us", 13) + "   share per server %";
+                       pad("wait p50 ms", 12) + pad("wait p99 ms", 12) + pad("oversleep us", 13) +
+                       "   share per server %";
   out << header << "\n" << std::string(header.size() + 4 * c.servers, '-') << "\n";
   for (const design_runs& d : outcome.designs) {
     const design_metrics& m = d.metrics[d.median];
     std::string line = pad(std::string(d.which->name), 16, false) + pad(fixed(m.makespan_ms, 1), 12) +
                        pad(fixed(m.throughput, 0), 9) + pad(fixed(100 * m.utilisation, 1), 8) +
-                       pad(fixed(m.wait_p50_ms, 2), 12) + pad(fixed(m.wait_p99_ms, 2), 12) + pad(fixed(m.overshoot_us, 0), 13) + "  ";
+                       pad(fixed(m.wait_p50_ms, 2), 12) + pad(fixed(m.wait_p99_ms, 2), 12) +
+                       pad(fixed(m.overshoot_us, 0), 13) + "  ";
     for (double s : m.share) {
       line += ' ';
       line += pad(fixed(100 * s, 1), 5);
@@ -165,7 +171,8 @@ void print_table(const scenario_outcome& outcome, std::ostream& out) {
     };
     row("share of total speed (nominal: server i is (i+1)x slower)", speed_shares(c));
     if (const design_runs* pool = outcome.find("server_pool")) {
-      row("share of total measured speed (1 / mean handler time), server_pool run", measured_speed_shares(pool->metrics[pool->median]));
+      row("share of total measured speed (1 / mean handler time), server_pool run",
+          measured_speed_shares(pool->metrics[pool->median]));
     }
   }
   const design_runs* baseline = outcome.find("batch_then_wait");
@@ -205,14 +212,15 @@ std::vector<target_result> evaluate_targets(const scenario_outcome& outcome) {
   if (baseline != nullptr && c.model != service_model::heterogeneous) {
     const double u = baseline->metrics[baseline->median].utilisation;
     const double points = 100 * (u - outcome.expected.closed_form);
-    targets.push_back({"batch_then_wait within 2 points of its analytic " + fixed(100 * outcome.expected.closed_form, 2) +
-                           " %" + where,
+    targets.push_back({"batch_then_wait within 2 points of its analytic " +
+                           fixed(100 * outcome.expected.closed_form, 2) + " %" + where,
                        fixed(100 * u, 2) + " % (" + (points >= 0 ? "+" : "") + fixed(points, 2) + " points)",
                        std::abs(points) <= 2.0});
   }
   if (pool != nullptr && baseline != nullptr && c.model == service_model::uniform) {
     const double ratio = pool->metrics[pool->median].throughput / baseline->metrics[baseline->median].throughput;
-    targets.push_back({"server_pool throughput >= 1.14x batch_then_wait" + where, fixed(ratio, 3) + "x", ratio >= 1.14});
+    targets.push_back(
+        {"server_pool throughput >= 1.14x batch_then_wait" + where, fixed(ratio, 3) + "x", ratio >= 1.14});
   }
   if (pool != nullptr && c.model == service_model::heterogeneous) {
     const design_metrics& m = pool->metrics[pool->median];
@@ -251,9 +259,11 @@ void write_json(const std::string& path, const std::vector<scenario_outcome>& ou
           << ", \"runs\": [\n";
       for (std::size_t r = 0; r < runs.runs.size(); ++r) {
         const design_metrics& m = runs.metrics[r];
-        out << "          {\"makespan_ms\": " << fixed(m.makespan_ms, 3) << ", \"throughput_rps\": " << fixed(m.throughput, 1)
-            << ", \"utilisation\": " << fixed(m.utilisation, 5) << ", \"wait_p50_ms\": " << fixed(m.wait_p50_ms, 4)
-            << ", \"wait_p99_ms\": " << fixed(m.wait_p99_ms, 4) << ", \"overshoot_us\": " << fixed(m.overshoot_us, 1) << ", \"handled_per_server\": " << json_array(m.handled, 0)
+        out << "          {\"makespan_ms\": " << fixed(m.makespan_ms, 3)
+            << ", \"throughput_rps\": " << fixed(m.throughput, 1) << ", \"utilisation\": " << fixed(m.utilisation, 5)
+            << ", \"wait_p50_ms\": " << fixed(m.wait_p50_ms, 4) << ", \"wait_p99_ms\": " << fixed(m.wait_p99_ms, 4)
+            << ", \"overshoot_us\": " << fixed(m.overshoot_us, 1)
+            << ", \"handled_per_server\": " << json_array(m.handled, 0)
             << ", \"share_per_server\": " << json_array(m.share, 5)
             << ", \"mean_handler_ms_per_server\": " << json_array(m.mean_handler_ms, 4) << ", \"error\": \""
             << json_escape(runs.runs[r].error) << "\"}" << (r + 1 < runs.runs.size() ? "," : "") << "\n";
@@ -264,8 +274,9 @@ void write_json(const std::string& path, const std::vector<scenario_outcome>& ou
   }
   out << "  ],\n  \"targets\": [\n";
   for (std::size_t t = 0; t < targets.size(); ++t) {
-    out << "    {\"target\": \"" << json_escape(targets[t].name) << "\", \"measured\": \"" << json_escape(targets[t].measured)
-        << "\", \"pass\": " << (targets[t].pass ? "true" : "false") << "}" << (t + 1 < targets.size() ? "," : "") << "\n";
+    out << "    {\"target\": \"" << json_escape(targets[t].name) << "\", \"measured\": \""
+        << json_escape(targets[t].measured) << "\", \"pass\": " << (targets[t].pass ? "true" : "false") << "}"
+        << (t + 1 < targets.size() ? "," : "") << "\n";
   }
   out << "  ]\n}\n";
 }
@@ -289,8 +300,9 @@ std::string write_plots(const std::string& dir, const std::string& scripts_dir, 
     std::ofstream csv(data / (std::string("gantt_") + name + ".csv"));
     csv << "# " << name << ": row (= server * K + slot), start_ms, end_ms, server, slot, id, batch\n";
     for (const request_record& r : run.records) {
-      csv << (r.server * k + r.slot) << "," << fixed(to_ms(r.start - run.t0), 4) << "," << fixed(to_ms(r.end - run.t0), 4)
-          << "," << r.server << "," << r.slot << "," << r.id << "," << r.batch << "\n";
+      csv << (r.server * k + r.slot) << "," << fixed(to_ms(r.start - run.t0), 4) << ","
+          << fixed(to_ms(r.end - run.t0), 4) << "," << r.server << "," << r.slot << "," << r.id << "," << r.batch
+          << "\n";
     }
   }
   {
@@ -303,10 +315,12 @@ std::string write_plots(const std::string& dir, const std::string& scripts_dir, 
   }
   const std::string subtitle = describe(outcome.config);
   auto quoted = [](const std::string& text) { return "'" + text + "'"; };
-  const std::string vars = "dir=" + quoted(dir) + "; slots=" + std::to_string(outcome.config.slots()) + "; k=" + std::to_string(k) +
-                           "; expected=" + fixed(100 * outcome.expected.closed_form, 2) + "; subtitle=" + quoted(subtitle);
+  const std::string vars = "dir=" + quoted(dir) + "; slots=" + std::to_string(outcome.config.slots()) +
+                           "; k=" + std::to_string(k) + "; expected=" + fixed(100 * outcome.expected.closed_form, 2) +
+                           "; subtitle=" + quoted(subtitle);
   for (const char* script : {"gantt.gp", "bars.gp"}) {
     const std::string command = "gnuplot -e \"" + vars + "\" '" + (fs::path(scripts_dir) / script).string() + "'";
+    // NOLINTNEXTLINE(concurrency-mt-unsafe): called from main() once every design's threads have ended
     if (std::system(command.c_str()) != 0) {
       return "gnuplot failed: " + command;
     }

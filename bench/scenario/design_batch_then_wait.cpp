@@ -17,14 +17,14 @@ design_result run_batch_then_wait(const scenario_config& config) {
       batch_then_wait_options{.servers = config.servers, .slots_per_server = config.slots_per_server},
       [&](batch_slot where, request& r) {
         serve(r, where.server, where.slot, where.batch, stream, out,
-              [&](request&& next) { (void)self->submit(std::move(next)); });
+              [&](const request& next) { (void)self->submit(next); });
       }};
   self = &pool;
   const std::vector<request> burst = stream.initial_burst();
   result.t0 = bench_clock::now();
   for (request r : burst) {
     r.enqueued = bench_clock::now();
-    (void)pool.submit(std::move(r));
+    (void)pool.submit(r);
   }
   pool.join();
   result.makespan = bench_clock::now() - result.t0;

@@ -30,7 +30,7 @@ struct tbb_run {
       const int index = tbb::this_task_arena::current_thread_index();
       const auto i = index < 0 ? std::size_t{0} : static_cast<std::size_t>(index);
       serve(mine, i / config.slots_per_server, i % config.slots_per_server, 0, stream, out,
-            [this](request&& next) { spawn(next); });
+            [this](const request& next) { spawn(next); });
     });
   }
 };
@@ -47,7 +47,8 @@ design_result run_onetbb(const scenario_config& config) {
   // Warm-up outside the timed region: bring the arena's workers up (each blocks briefly so the
   // iterations spread over the threads).
   arena.execute([&] {
-    tbb::parallel_for(std::size_t{0}, threads * 4, [](std::size_t) { std::this_thread::sleep_for(std::chrono::microseconds(200)); });
+    tbb::parallel_for(std::size_t{0}, threads * 4,
+                      [](std::size_t) { std::this_thread::sleep_for(std::chrono::microseconds(200)); });
   });
   request_stream stream{config};
   recorder out{config.budget};

@@ -17,17 +17,17 @@ design_result run_server_pool(const scenario_config& config) {
   recorder out{config.budget};
   flowpool::server_pool<request>* self = nullptr;
   flowpool::server_pool<request> pool{
-      flowpool::server_pool_options{.servers = config.servers, .slots_per_server = config.slots_per_server,
-                                    .name = "scenario"},
+      flowpool::server_pool_options{
+          .servers = config.servers, .slots_per_server = config.slots_per_server, .name = "scenario"},
       [&](flowpool::slot_id where, request& r) {
-        serve(r, where.server, where.slot, 0, stream, out, [&](request&& next) { (void)self->submit(std::move(next)); });
+        serve(r, where.server, where.slot, 0, stream, out, [&](const request& next) { (void)self->submit(next); });
       }};
   self = &pool;
   const std::vector<request> burst = stream.initial_burst();
   result.t0 = bench_clock::now();
   for (request r : burst) {
     r.enqueued = bench_clock::now();
-    (void)pool.submit(std::move(r));
+    (void)pool.submit(r);
   }
   pool.join();
   result.makespan = bench_clock::now() - result.t0;

@@ -24,7 +24,7 @@ struct pool_run {
     pool.post([this, r]() mutable {
       const std::size_t index = flowpool::thread_pool::this_worker_index().value_or(0);
       serve(r, index / config.slots_per_server, index % config.slots_per_server, 0, stream, out,
-            [this](request&& next) { post(next); });
+            [this](const request& next) { post(next); });
     });
   }
 };

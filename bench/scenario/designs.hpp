@@ -13,8 +13,8 @@ namespace flowpool_bench {
 
 /// A design under comparison.
 struct design {
-  std::string_view name;             ///< short name, used in tables, JSON and --designs
-  std::string_view server_identity;  ///< how a thread knows which server it serves for
+  std::string_view name;                                ///< short name, used in tables, JSON and --designs
+  std::string_view server_identity;                     ///< how a thread knows which server it serves for
   design_result (*run)(const scenario_config& config);  ///< one full run of the stream
 };
 

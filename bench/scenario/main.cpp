@@ -42,6 +42,7 @@ heterogeneous (the share target).
 )";
 
 struct options {
+  bool help = false;
   scenario_config config;
   bool dist_given = false;
   std::size_t repeat = 3;
@@ -85,8 +86,8 @@ options parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
-      std::cout << k_usage;
-      std::exit(0);
+      o.help = true;
+      return o;
     }
     if (flag == "--strict") {
       o.strict = true;
@@ -164,13 +165,19 @@ std::vector<const design*> select_designs(const std::string& names) {
         known += ' ';
         known += d.name;
       }
-      throw std::invalid_argument("--designs: unknown design '" + name + "' (known:" + known + ")");
+      std::string message = "--designs: unknown design '";
+      message.append(name).append("' (known:").append(known).append(")");
+      throw std::invalid_argument(message);
     }
   }
   return chosen;
 }
 
 int run(const options& o) {
+  if (o.help) {
+    std::cout << k_usage;
+    return 0;
+  }
   if (o.soak > 0) {
     return run_soak(o.config, o.soak, std::cout);
   }

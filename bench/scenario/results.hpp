@@ -92,13 +92,13 @@ class recorder {
 /// I/O), submits its follow-up (if the budget allows) through `submit`, and records the handler's
 /// actual start and end, so sleep overshoot counts as busy time.
 template <class Submit>
-void serve(request& r, std::size_t server, std::size_t slot, std::uint64_t batch, request_stream& stream,
-           recorder& out, Submit&& submit) {
+void serve(request& r, std::size_t server, std::size_t slot, std::uint64_t batch, request_stream& stream, recorder& out,
+           Submit&& submit) {
   tighten_timer_slack();
   const bench_clock::time_point start = bench_clock::now();
   std::this_thread::sleep_for(stream.service_time(r, server));
   if (std::optional<request> next = stream.follow_up()) {
-    submit(std::move(*next));
+    submit(*next);
   }
   out.record(request_record{r.id, static_cast<std::uint32_t>(server), static_cast<std::uint32_t>(slot), batch,
                             r.enqueued, start, bench_clock::now()});
@@ -106,12 +106,12 @@ void serve(request& r, std::size_t server, std::size_t slot, std::uint64_t batch
 
 /// One design's run of one scenario.
 struct design_result {
-  std::string design;         ///< e.g. "server_pool"
+  std::string design;  ///< e.g. "server_pool"
   scenario_config config;
-  bench_clock::time_point t0{};  ///< just before the first submit
+  bench_clock::time_point t0{};         ///< just before the first submit
   std::chrono::nanoseconds makespan{};  ///< t0 to the return of the design's join/wait
   std::vector<request_record> records;  ///< by id
-  std::string error;  ///< "" when every request was served exactly once
+  std::string error;                    ///< "" when every request was served exactly once
 };
 
 /// Metrics of one design_result (issue 3's list).
@@ -121,13 +121,15 @@ struct design_metrics {
   double utilisation = 0;  ///< busy slot-time / (slots x makespan), 0..1
   double wait_p50_ms = 0;  ///< queue wait: enqueue to handler entry
   double wait_p99_ms = 0;
-  double overshoot_us = 0;  ///< mean handler time minus mean drawn service time (sleep overshoot)
-  std::vector<double> share;           ///< fraction of requests each server handled
-  std::vector<std::uint64_t> handled;  ///< requests each server handled
+  double overshoot_us = 0;              ///< mean handler time minus mean drawn service time (sleep overshoot)
+  std::vector<double> share;            ///< fraction of requests each server handled
+  std::vector<std::uint64_t> handled;   ///< requests each server handled
   std::vector<double> mean_handler_ms;  ///< mean measured handler time on each server
 };
 
-inline double to_ms(std::chrono::nanoseconds d) noexcept { return std::chrono::duration<double, std::milli>(d).count(); }
+inline double to_ms(std::chrono::nanoseconds d) noexcept {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
 
 /// @return the p-quantile (0..1) of `values` by the nearest-rank method; 0 when empty.
 inline double quantile(std::vector<double> values, double p) {

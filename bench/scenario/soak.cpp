@@ -17,7 +17,9 @@ namespace {
 
 constexpr std::uint64_t k_fault_every = 1000;  // request ids k*1000 + 999 throw
 
-bool injected_fault(std::uint64_t id) noexcept { return id % k_fault_every == k_fault_every - 1; }
+bool injected_fault(std::uint64_t id) noexcept {
+  return id % k_fault_every == k_fault_every - 1;
+}
 
 std::string mib(std::size_t bytes) {
   char buffer[32];
@@ -34,13 +36,13 @@ int run_soak(const scenario_config& base, double seconds, std::ostream& out) {
   std::atomic<std::uint64_t> handled{0};
   flowpool::server_pool<request>* self = nullptr;
   flowpool::server_pool<request> pool{
-      flowpool::server_pool_options{.servers = config.servers, .slots_per_server = config.slots_per_server,
-                                    .name = "soak"},
+      flowpool::server_pool_options{
+          .servers = config.servers, .slots_per_server = config.slots_per_server, .name = "soak"},
       [&](flowpool::slot_id where, request& r) {
         tighten_timer_slack();
         std::this_thread::sleep_for(stream.service_time(r, where.server));
         if (std::optional<request> next = stream.follow_up()) {
-          (void)self->submit(std::move(*next));
+          (void)self->submit(*next);
         }
         handled.fetch_add(1, std::memory_order_relaxed);  // relaxed: a tally read after join()
         if (injected_fault(r.id)) {
@@ -59,7 +61,7 @@ int run_soak(const scenario_config& base, double seconds, std::ostream& out) {
   const auto deadline = t0 + std::chrono::duration_cast<bench_clock::duration>(std::chrono::duration<double>(seconds));
   for (request r : stream.initial_burst()) {
     r.enqueued = bench_clock::now();
-    (void)pool.submit(std::move(r));
+    (void)pool.submit(r);
   }
   const auto report_every = std::chrono::duration<double>(seconds >= 50 ? seconds / 10 : 5.0);
   auto next_report = t0 + std::chrono::duration_cast<bench_clock::duration>(report_every);

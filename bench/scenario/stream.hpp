@@ -28,18 +28,24 @@ enum class service_model {
 /// @return the model's command-line name.
 inline const char* to_string(service_model model) noexcept {
   switch (model) {
-    case service_model::uniform: return "uniform";
-    case service_model::exponential: return "exponential";
-    case service_model::heterogeneous: return "heterogeneous";
+    case service_model::uniform:
+      return "uniform";
+    case service_model::exponential:
+      return "exponential";
+    case service_model::heterogeneous:
+      return "heterogeneous";
   }
   return "?";
 }
 
 /// @return the model named `name`. @throws std::invalid_argument for an unknown name.
 inline service_model parse_service_model(const std::string& name) {
-  if (name == "uniform") return service_model::uniform;
-  if (name == "exponential") return service_model::exponential;
-  if (name == "heterogeneous") return service_model::heterogeneous;
+  if (name == "uniform")
+    return service_model::uniform;
+  if (name == "exponential")
+    return service_model::exponential;
+  if (name == "heterogeneous")
+    return service_model::heterogeneous;
   throw std::invalid_argument("--dist: unknown service model '" + name + "' (uniform, exponential, heterogeneous)");
 }
 
@@ -60,9 +66,12 @@ struct scenario_config {
   /// @throws std::invalid_argument naming the field when a value cannot make a scenario.
   void validate() const {
     auto fail = [](const std::string& what) { throw std::invalid_argument("scenario: " + what); };
-    if (servers == 0) fail("servers must be at least 1 (got 0)");
-    if (slots_per_server == 0) fail("slots_per_server must be at least 1 (got 0)");
-    if (burst == 0) fail("burst must be at least 1 (got 0)");
+    if (servers == 0)
+      fail("servers must be at least 1 (got 0)");
+    if (slots_per_server == 0)
+      fail("slots_per_server must be at least 1 (got 0)");
+    if (burst == 0)
+      fail("burst must be at least 1 (got 0)");
     if (!(min_ms > 0.0) || !(max_ms >= min_ms)) {
       fail("need 0 < min_ms <= max_ms (got " + std::to_string(min_ms) + ", " + std::to_string(max_ms) + ")");
     }

@@ -54,22 +54,23 @@ struct stream_run {
   void run() {
     batch_then_wait<item>* self = nullptr;
     {
-      batch_then_wait<item> pool{batch_then_wait_options{.servers = servers, .slots_per_server = slots, .queue_capacity = 4},
-                                 [&](batch_slot where, item& r) {
-                                   trace& t = traces.at(r.id);
-                                   t.served.fetch_add(1);
-                                   t.where = where;
-                                   t.in_flight_at_start = in_flight[where.server].fetch_add(1) + 1;
-                                   t.start_ticket = ticket.fetch_add(1);
-                                   // Near-zero, uneven service times, so batch-mates finish apart.
-                                   std::this_thread::sleep_for(std::chrono::microseconds(r.id % 4 * 20));
-                                   const std::size_t next = next_id.fetch_add(1);
-                                   if (next < budget && !self->submit(item{next})) {  // from a handler: never blocks
-                                     refused.fetch_add(1);
-                                   }
-                                   t.end_ticket = ticket.fetch_add(1);
-                                   in_flight[where.server].fetch_sub(1);
-                                 }};
+      batch_then_wait<item> pool{
+          batch_then_wait_options{.servers = servers, .slots_per_server = slots, .queue_capacity = 4},
+          [&](batch_slot where, item& r) {
+            trace& t = traces.at(r.id);
+            t.served.fetch_add(1);
+            t.where = where;
+            t.in_flight_at_start = in_flight[where.server].fetch_add(1) + 1;
+            t.start_ticket = ticket.fetch_add(1);
+            // Near-zero, uneven service times, so batch-mates finish apart.
+            std::this_thread::sleep_for(std::chrono::microseconds(r.id % 4 * 20));
+            const std::size_t next = next_id.fetch_add(1);
+            if (next < budget && !self->submit(item{next})) {  // from a handler: never blocks
+              refused.fetch_add(1);
+            }
+            t.end_ticket = ticket.fetch_add(1);
+            in_flight[where.server].fetch_sub(1);
+          }};
       self = &pool;
       for (std::size_t id = 0; id < burst; ++id) {
         REQUIRE(pool.submit(item{id}));  // capacity 4 < burst: the outside producer meets backpressure
@@ -127,7 +128,9 @@ TEST_SUITE("batch_then_wait") {
     for (std::size_t s = 0; s < k_servers; ++s) {
       std::uint64_t expected_number = 1;
       const batch_span* previous = nullptr;
-      for (auto& [number, b] : batches[s]) {
+      for (auto& entry : batches[s]) {
+        const std::uint64_t number = entry.first;
+        batch_span& b = entry.second;
         CHECK(number == expected_number);  // batches of a server are numbered 1, 2, 3, ...
         ++expected_number;
         CHECK(b.slots.size() <= k_slots);
@@ -152,8 +155,7 @@ TEST_SUITE("batch_then_wait") {
 
   TEST_CASE("a throwing handler counts as failed and its slot keeps serving" * doctest::timeout(30)) {
     std::atomic<int> handled{0};
-    batch_then_wait<item> pool{batch_then_wait_options{.servers = 1, .slots_per_server = 2},
-                               [&](batch_slot, item& r) {
+    batch_then_wait<item> pool{batch_then_wait_options{.servers = 1, .slots_per_server = 2}, [&](batch_slot, item& r) {
                                  handled.fetch_add(1);
                                  if (r.id % 2 == 0) {
                                    throw std::runtime_error("boom");
