@@ -13,6 +13,7 @@ int main() {
   std::atomic<long> sum{0};
 
   std::vector<std::jthread> consumers;
+  consumers.reserve(3);
   for (int c = 0; c < 3; ++c) {
     consumers.emplace_back([&] {
       while (std::optional<int> item = queue.get()) {  // nullopt once shut down and drained

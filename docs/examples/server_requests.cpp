@@ -46,7 +46,8 @@ int main() {
 
   flowpool::server_pool<request> pool(
       {.servers = k_servers, .slots_per_server = k_slots, .queue_capacity = 8, .name = "example"},
-      [&](flowpool::slot_id id, request& r) {  // runs on slot `id`'s own thread
+      // The handler: called once per request, on the thread of slot `id`.
+      [&](flowpool::slot_id id, request& r) {
         connections[id.server][id.slot].send(r.payload);  // this slot's connection: no lock needed
         sum.fetch_add(r.payload, std::memory_order_relaxed);
         if (r.follow_ups > 0) {
@@ -63,8 +64,7 @@ int main() {
   pool.join();  // the 20 requests and their 80 follow-ups have all been handled
   const flowpool::server_pool_stats stats = pool.stats();
   for (std::size_t s = 0; s < k_servers; ++s) {
-    std::printf("server %zu handled %llu requests\n", s,
-                static_cast<unsigned long long>(stats.servers[s].handled));
+    std::printf("server %zu handled %llu requests\n", s, static_cast<unsigned long long>(stats.servers[s].handled));
   }
   //! [server_pool]
 
@@ -75,8 +75,8 @@ int main() {
       sent += c.sent;
     }
   }
-  const bool ok = stats.total_handled() == 100 && stats.total_failed() == 0 && sent == 100 &&
-                  sum.load() == 5 * (20 * 21 / 2);
+  const bool ok =
+      stats.total_handled() == 100 && stats.total_failed() == 0 && sent == 100 && sum.load() == 5L * (20 * 21 / 2);
   std::printf("handled %llu, sum %ld: %s\n", static_cast<unsigned long long>(stats.total_handled()), sum.load(),
               ok ? "ok" : "WRONG");
   return ok ? 0 : 1;

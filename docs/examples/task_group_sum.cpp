@@ -19,7 +19,7 @@ long long parallel_sum(flowpool::thread_pool& pool, std::span<const int> values)
   long long left = 0;
   flowpool::task_group group(pool);
   group.run([&] { left = parallel_sum(pool, values.first(half)); });  // may be stolen by another worker
-  const long long right = parallel_sum(pool, values.subspan(half));    // this thread does the other half
+  const long long right = parallel_sum(pool, values.subspan(half));   // this thread does the other half
   group.wait();  // left is written and visible after this; rethrows the task's exception if it threw
   return left + right;
 }

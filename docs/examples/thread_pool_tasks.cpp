@@ -14,7 +14,7 @@
 int main() {
   //! [submit_post]
   std::atomic<int> errors{0};
-  flowpool::thread_pool pool{{.threads = 2, .on_error = [&](std::exception_ptr) { errors.fetch_add(1); }}};
+  flowpool::thread_pool pool{{.threads = 2, .on_error = [&](const std::exception_ptr&) { errors.fetch_add(1); }}};
 
   // submit: the arguments are copied into the task; the future holds the result or the exception.
   std::future<std::size_t> length = pool.submit([](const std::string& s) { return s.size(); }, std::string("flowpool"));
