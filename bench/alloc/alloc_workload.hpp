@@ -30,14 +30,19 @@ namespace flowpool_bench {
 
 /// Small tasks per timed iteration.
 inline constexpr std::uint64_t k_alloc_tasks = 10'000;
+/// Untimed, uncharged runs before the timed ones: pools, deques and free lists grow to their
+/// steady-state size here (a batch may land on a different worker each time, so one run is not
+/// enough), and `warm_up_allocs/task` reports what that cost.
+inline constexpr std::uint64_t k_alloc_warm_up_runs = 20;
 
 /// @brief Google Benchmark body: `run()` must execute `k_alloc_tasks` small tasks (each calling
 /// `tally_add()`) and return the number of operator new calls it wants charged to them, or
 /// `std::uint64_t(-1)` to charge every call made during the iteration (from any thread).
 ///
-/// One untimed warm-up iteration first (queues and deques grown, thread-local state created).
-/// Reports `allocs/task` (charged calls / tasks) and `tasks/s`; fails (SkipWithError) if a run
-/// did not execute every task.
+/// `k_alloc_warm_up_runs` untimed warm-up runs first (all their operator new calls, from any
+/// thread, are reported as `warm_up_allocs/task`). Reports `allocs/task` (charged calls / tasks
+/// over the timed runs: the steady state) and `tasks/s`; fails (SkipWithError) if a run did not
+/// execute every task.
 /// @param state the benchmark state.
 /// @param threads N, the task-running threads the implementation was given.
 /// @param run runs one batch with the implementation under test.
@@ -45,9 +50,14 @@ template <class Run>
 void alloc_benchmark(benchmark::State& state, std::size_t threads, Run&& run) {
   constexpr std::uint64_t k_charge_all = ~std::uint64_t{0};
   const std::uint64_t tally_start = tally_total();
-  (void)run();
-  if (const std::uint64_t ran = tally_total() - tally_start; ran != k_alloc_tasks) {
-    state.SkipWithError(("warm-up ran " + std::to_string(ran) + " tasks, expected " + std::to_string(k_alloc_tasks)).c_str());
+  const std::uint64_t warm_up_calls_before = operator_new_calls();
+  for (std::uint64_t i = 0; i < k_alloc_warm_up_runs; ++i) {
+    (void)run();
+  }
+  const std::uint64_t warm_up_calls = operator_new_calls() - warm_up_calls_before;
+  if (const std::uint64_t ran = tally_total() - tally_start; ran != k_alloc_tasks * k_alloc_warm_up_runs) {
+    state.SkipWithError(("warm-up ran " + std::to_string(ran) + " tasks, expected " +
+                         std::to_string(k_alloc_tasks * k_alloc_warm_up_runs)).c_str());
     return;
   }
   const std::uint64_t tally_timed = tally_total();
@@ -65,6 +75,8 @@ void alloc_benchmark(benchmark::State& state, std::size_t threads, Run&& run) {
   }
   const double tasks = static_cast<double>(k_alloc_tasks) * static_cast<double>(iterations);
   state.counters["allocs/task"] = static_cast<double>(charged) / tasks;
+  state.counters["warm_up_allocs/task"] =
+      static_cast<double>(warm_up_calls) / static_cast<double>(k_alloc_tasks * k_alloc_warm_up_runs);
   state.counters["tasks/s"] = benchmark::Counter(tasks, benchmark::Counter::kIsRate);
   state.counters["pool_threads"] = static_cast<double>(threads);
 }

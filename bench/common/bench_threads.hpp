@@ -61,6 +61,7 @@ namespace flowpool_bench {
 ///
 /// 1.0 means all N task threads were busy (working or spinning) the whole time; the benchmark
 /// thread's own CPU is included, so a library that spins its caller can exceed 1.0 slightly.
+/// Also reports `cpu_ms`, the process CPU time per iteration.
 /// Construct right before the `for (auto _ : state)` loop, call `report` right after it.
 class utilisation_meter {
  public:
@@ -68,7 +69,12 @@ class utilisation_meter {
   utilisation_meter() noexcept
       : m_cpu_start(process_cpu_seconds()), m_wall_start(std::chrono::steady_clock::now()) {}
 
-  /// @brief Sets `state.counters["utilisation"]` for the time since construction.
+  /// @brief Sets `state.counters["utilisation"]` and `state.counters["cpu_ms"]` (process CPU
+  /// milliseconds per iteration) for the time since construction.
+  ///
+  /// On a machine shared with other jobs, `cpu_ms` is the steadier figure: wall time also
+  /// counts the time the task threads waited for a core, CPU time does not (but it does count
+  /// a library's spinning).
   /// @param state the benchmark state.
   /// @param threads N, the task-running threads the library was given.
   void report(benchmark::State& state, std::size_t threads) const {
@@ -77,6 +83,7 @@ class utilisation_meter {
     if (wall > 0.0) {
       state.counters["utilisation"] = cpu / (wall * static_cast<double>(threads));
     }
+    state.counters["cpu_ms"] = benchmark::Counter(cpu * 1e3, benchmark::Counter::kAvgIterations);
   }
 
  private:
