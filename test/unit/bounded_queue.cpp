@@ -214,9 +214,10 @@ struct counted {
   int value;
 };
 
+// A string too long for the small-string buffer, so a move really transfers its heap buffer.
 std::string long_text(char c) {
   return std::string(100, c);
-}  // never in the small-string buffer
+}
 
 std::vector<int> drain(bounded_queue<int>& q) {
   std::vector<int> out;
@@ -1260,10 +1261,12 @@ TEST_SUITE("bounded_queue") {
     std::atomic<bool> stop{false};
     std::barrier round_start(k_timed + 1);
     std::barrier round_end(k_timed + 1);
+    std::atomic<bool> untimed_done{false};
     std::thread untimed([&] {
       while (q.get()) {
         ++received;
       }
+      untimed_done = true;
     });
     std::vector<std::thread> timed;
     timed.reserve(k_timed);
@@ -1298,6 +1301,9 @@ TEST_SUITE("bounded_queue") {
     stop = true;
     round_start.arrive_and_wait();
     q.shutdown();
+    if (lost && !eventually([&] { return untimed_done.load(); })) {
+      abort_stuck();  // not even shutdown reaches the untimed getter
+    }
     for (auto& thread : timed) {
       thread.join();
     }
