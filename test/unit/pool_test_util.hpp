@@ -1,0 +1,112 @@
+// Helpers shared by the thread_pool, task_group and parallel_for tests (unit and stress).
+#pragma once
+
+#include <flowpool/thread_pool.hpp>
+
+#include <pthread.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <latch>
+#include <memory>
+#include <string>
+#include <thread>
+
+namespace flowpool_test {
+
+// The thread counts every contract test runs with.
+inline constexpr std::array<std::size_t, 3> k_thread_counts{1, 2, 8};
+
+// Polls `pred` until it holds or `limit` passes, and returns pred(). This only turns a would-be
+// hang into a failed CHECK; it never orders threads: with a correct library `pred` becomes true
+// whatever the scheduling, and the limit is far beyond any plausible delay.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= end) {
+      return pred();
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return true;
+}
+
+// Gives a wrong implementation `window` to make `pred` true; returns true if it stayed false.
+// Used for "this call must still be blocked" checks: a correct library can never fail them, a
+// wrong one fails them with high probability.
+template <class Pred>
+bool stays_false(Pred pred, std::chrono::milliseconds window = std::chrono::milliseconds(50)) {
+  const auto end = std::chrono::steady_clock::now() + window;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return !pred();
+}
+
+// Holds `count` workers of a pool inside blocker tasks until release(), so a test can fill the
+// injection queue deterministically. The blockers share their latches through a shared_ptr, so
+// the holder may be destroyed (it releases them) before the blockers return.
+class worker_hold {
+ public:
+  worker_hold(flowpool::thread_pool& pool, std::size_t count) : m_state(std::make_shared<state>(count)) {
+    for (std::size_t i = 0; i < count; ++i) {
+      pool.post([s = m_state] {
+        s->started.count_down();
+        s->released.wait();
+      });
+    }
+  }
+  worker_hold(const worker_hold&) = delete;
+  worker_hold& operator=(const worker_hold&) = delete;
+  worker_hold(worker_hold&&) = delete;
+  worker_hold& operator=(worker_hold&&) = delete;
+  ~worker_hold() { release(); }
+
+  // True once every blocker is running (so every held worker is busy and the injection queue
+  // holds nothing of ours).
+  [[nodiscard]] bool wait_started() const {
+    return eventually([&] { return m_state->started.try_wait(); });
+  }
+
+  void release() {
+    if (!m_released) {
+      m_released = true;
+      m_state->released.count_down();
+    }
+  }
+
+ private:
+  struct state {
+    explicit state(std::size_t n) : started(static_cast<std::ptrdiff_t>(n)) {}
+    std::latch started;
+    std::latch released{1};
+  };
+  std::shared_ptr<state> m_state;
+  bool m_released = false;
+};
+
+// The calling thread's OS name (Linux: at most 15 characters).
+inline std::string current_thread_name() {
+  std::array<char, 64> buffer{};
+  if (pthread_getname_np(pthread_self(), buffer.data(), buffer.size()) != 0) {
+    return "<error>";
+  }
+  return std::string(buffer.data());
+}
+
+// Small deterministic hash (splitmix64) for reproducible "random" choices in stress tests.
+inline std::uint64_t mix(std::uint64_t x) noexcept {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30U)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27U)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31U);
+}
+
+}  // namespace flowpool_test
