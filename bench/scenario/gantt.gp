@@ -24,7 +24,7 @@ set format y ""
 do for [i=0:slots-1] { set ytics add (sprintf("%d.%d", i/k, i%k) i) }
 
 # Colour by server so a server's K slots read as one group.
-colour(server) = (server%5==0 ? 0x4e79a7 : server%5==1 ? 0xf28e2b : server%5==2 ? 0x59a14f : server%5==3 ? 0xb07aa1 : 0x76b7b2)
+colour(server) = (int(server) % 5 == 0 ? 0x4e79a7 : int(server) % 5 == 1 ? 0xf28e2b : int(server) % 5 == 2 ? 0x59a14f : int(server) % 5 == 3 ? 0xb07aa1 : 0x76b7b2)
 
 set title "batch-then-wait: a server takes K requests, waits for the slowest, then takes the next K"
 set xlabel ""
