@@ -45,9 +45,19 @@ inline constexpr std::memory_order k_fenced_acquire =
     k_tsan_build ? std::memory_order_seq_cst : std::memory_order_acquire;
 
 // A full fence (the "Dekker" fence between a store and a load of different locations).
+//
+// On x86-64 it is a locked add of zero to the top of the stack rather than the MFENCE GCC emits
+// for std::atomic_thread_fence(seq_cst): any locked instruction is a full barrier for ordinary
+// (write-back) memory, and it is about twice as cheap as MFENCE on current cores, which also
+// orders non-temporal stores flowpool never issues. Linux's smp_mb() made the same choice. The
+// "memory" clobber keeps the compiler from moving accesses across it, as the standard fence does.
 inline void fence_seq_cst() noexcept {
   if constexpr (!k_tsan_build) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    asm volatile("lock addl $0, (%%rsp)" ::: "memory", "cc");
+#else
     std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
   }
 }
 

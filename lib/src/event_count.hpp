@@ -15,6 +15,13 @@
 // sleep (futex), so a notify between the re-check and the sleep is not lost either.
 //
 // Blocking uses std::atomic<uint32_t>::wait/notify (a futex on Linux): no mutex on either path.
+//
+// Wake-up storms: a woken waiter needs microseconds to run and leave the waiter count, and every
+// notifier in that window would otherwise make another futex call. m_signaled dedupes them: the
+// first notifier sets it and calls into the kernel; later ones see it set and skip. Every waiter
+// clears it when it prepares, cancels, or returns from commit_wait, so a notification whose
+// target had already left cannot keep it set while someone sleeps (the next preparer clears it
+// before its re-check, which is the Dekker read that the skipped notifier pairs with).
 #pragma once
 
 #include "atomics.hpp"
@@ -35,6 +42,8 @@ class event_count {
     // seq_cst: the waiter's half of the Dekker pattern (see the file comment).
     // pairs with: the notifier's fence_seq_cst() before has_waiters().
     m_waiters.fetch_add(1, std::memory_order_seq_cst);
+    // seq_cst: ordered before our re-check; pairs with: notify_*()'s exchange of m_signaled.
+    m_signaled.store(false, std::memory_order_seq_cst);
     fence_seq_cst();
     // acquire, pairs with: notify_*()'s release increment, so that a waiter that reads the new
     // epoch also sees the condition that notifier published.
@@ -45,6 +54,7 @@ class event_count {
   void cancel_wait() noexcept {
     // relaxed: a stale, too-high count only costs a notifier a spurious epoch bump.
     m_waiters.fetch_sub(1, std::memory_order_relaxed);
+    m_signaled.store(false, std::memory_order_seq_cst);  // seq_cst: as in prepare_wait()
   }
 
   // Waiter, phase 2b: sleep until a notify_*() after prepare_wait() (may also return spuriously).
@@ -54,27 +64,44 @@ class event_count {
       m_epoch.wait(k, std::memory_order_acquire);
     }
     m_waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as in cancel_wait()
+    m_signaled.store(false, std::memory_order_seq_cst);  // seq_cst: as in prepare_wait()
+    // The caller re-scans for work next: order that scan after any notifier whose wake-up was
+    // deduped against us. pairs with: the notifier's fence_seq_cst().
+    fence_seq_cst();
   }
 
   // Notifier: true if some thread may be between prepare_wait() and the end of commit_wait().
   // Precondition: the caller executed fence_seq_cst() after making its condition true.
   [[nodiscard]] bool has_waiters() const noexcept { return m_waiters.load(k_fenced) != 0; }
 
-  // Wakes one sleeping waiter (and makes every prepared-but-not-yet-sleeping one return).
+  // Wakes one sleeping waiter (and makes every prepared-but-not-yet-sleeping one return), unless
+  // a wake-up is already on its way (see m_signaled). Precondition: has_waiters() was true.
   void notify_one() noexcept {
-    // release, pairs with: the acquire loads of m_epoch in prepare_wait()/commit_wait().
-    m_epoch.fetch_add(1, std::memory_order_release);
-    m_epoch.notify_one();
+    // acq_rel: pairs with the waiters' seq_cst stores of false (see the file comment).
+    if (!m_signaled.exchange(true, std::memory_order_acq_rel)) {
+      // release, pairs with: the acquire loads of m_epoch in prepare_wait()/commit_wait().
+      m_epoch.fetch_add(1, std::memory_order_release);
+      m_epoch.notify_one();
+    }
   }
 
-  // Wakes every waiter.
+  // As notify_one(), but wakes every waiter.
   void notify_all() noexcept {
+    if (!m_signaled.exchange(true, std::memory_order_acq_rel)) {  // acq_rel: as in notify_one()
+      m_epoch.fetch_add(1, std::memory_order_release);             // release: as in notify_one()
+      m_epoch.notify_all();
+    }
+  }
+
+  // Wakes every waiter, without dedup: for state changes every waiter must see (exit, close).
+  void wake_all() noexcept {
     m_epoch.fetch_add(1, std::memory_order_release);  // release: as in notify_one()
     m_epoch.notify_all();
   }
 
  private:
   alignas(k_cache_line) atomic<std::uint32_t> m_waiters{0};  // notifiers read it on every push
+  atomic<bool> m_signaled{false};  // a wake-up is on its way; cleared by waiters
   alignas(k_cache_line) atomic<std::uint32_t> m_epoch{0};    // the futex word
 };
 

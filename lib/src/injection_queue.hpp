@@ -60,7 +60,6 @@ class injection_queue {
         // relaxed: the ticket; exclusivity comes from the CAS itself, data from seq.
         if (m_enqueue.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
           out = &c;
-          note_size(pos + 1);
           return claim_status::claimed;
         }
       } else if (diff < 0) {
@@ -68,6 +67,7 @@ class injection_queue {
         // moved on since we loaded pos (then retry with a fresh position).
         const std::uint64_t now = m_enqueue.load(std::memory_order_relaxed);  // relaxed: ticket
         if (now == pos) {
+          m_high_water.store(m_capacity, std::memory_order_relaxed);  // relaxed: a statistic
           return claim_status::full;
         }
         pos = now;
@@ -86,9 +86,10 @@ class injection_queue {
     c.seq.store(pos + 1, k_fenced_release);
   }
 
-  // Consumer: moves the oldest published task into `out`. False if none is published (the queue
-  // is empty, or the oldest claimed cell is still being constructed).
-  bool try_pop(task& out) noexcept {
+  // Consumer: moves the oldest published task into `out` and its position into `position`.
+  // False if none is published (the queue is empty, or the oldest claimed cell is still being
+  // constructed).
+  bool try_pop(task& out, std::uint64_t& position) noexcept {
     std::uint64_t pos = m_dequeue.load(std::memory_order_relaxed);  // relaxed: ticket
     for (;;) {
       cell& c = at(pos);
@@ -98,7 +99,11 @@ class injection_queue {
       if (diff == 0) {
         // relaxed: the ticket; data comes from seq.
         if (m_dequeue.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+          if ((pos & k_sample_mask) == 0) {
+            note_size(pos);  // sampled: reading m_enqueue costs a cache-line transfer
+          }
           out = std::move(c.item);
+          position = pos;
           // release (seq_cst under TSan: producers blocked on a full queue are checked next),
           // pairs with: try_claim()'s acquire load of seq; the cell is free again.
           fence_release();
@@ -142,12 +147,33 @@ class injection_queue {
     return e > d;
   }
 
+  // Tasks claimed and not yet popped. relaxed: an estimate (used for the producers' wake-up
+  // threshold, whose correctness rests on the re-check in claim(), not on this value).
+  [[nodiscard]] std::size_t size_estimate() const noexcept {
+    const std::uint64_t d = m_dequeue.load(std::memory_order_relaxed);
+    const std::uint64_t e = m_enqueue.load(std::memory_order_relaxed) & ~k_closed_bit;
+    return e > d ? static_cast<std::size_t>(e - d) : 0;
+  }
+
+  // For a producer that try_claim() told `full`, after its prepare_wait(): true if every cell
+  // is really taken (capacity tasks claimed and not popped). False means the cell it needs is
+  // still being emptied by a consumer that has already popped it: retry instead of sleeping.
+  // Both loads are k_fenced_acquire (seq_cst under TSan), as the rest of the park re-check.
+  [[nodiscard]] bool confirmed_full() const noexcept {
+    const std::uint64_t d = m_dequeue.load(k_fenced_acquire);
+    const std::uint64_t e = m_enqueue.load(k_fenced_acquire) & ~k_closed_bit;
+    return e - d >= m_capacity;
+  }
+
   [[nodiscard]] std::size_t capacity() const noexcept { return m_capacity; }
 
-  // The most tasks ever waiting at once (approximate under concurrent pops, exact when the
-  // consumers are stalled, which is when it matters).
+  // The most tasks seen waiting at once. Sampled by consumers every 16th pop, set to the capacity
+  // when a producer finds the queue full, and including the current size: exact whenever the
+  // queue was stalled at its peak (the case tests and users look at), a lower bound otherwise.
   [[nodiscard]] std::size_t high_water() const noexcept {
-    return m_high_water.load(std::memory_order_relaxed);  // relaxed: a statistic
+    const std::size_t seen = m_high_water.load(std::memory_order_relaxed);  // relaxed: a statistic
+    const std::size_t now = size_estimate();
+    return seen > now ? seen : now;
   }
 
  private:
@@ -157,9 +183,12 @@ class injection_queue {
     return m_cells[m_mask != 0 || m_capacity == 1 ? (pos & m_mask) : (pos % m_capacity)];
   }
 
-  void note_size(std::uint64_t enqueued) noexcept {
-    // relaxed (both): a statistic; a stale dequeue position only overestimates by in-flight pops.
-    std::uint64_t size = enqueued - m_dequeue.load(std::memory_order_relaxed);
+  static constexpr std::uint64_t k_sample_mask = 15;
+
+  // `dequeued`: the position being popped; the size just before this pop is enqueue - dequeued.
+  void note_size(std::uint64_t dequeued) noexcept {
+    // relaxed (both): a statistic.
+    std::uint64_t size = (m_enqueue.load(std::memory_order_relaxed) & ~k_closed_bit) - dequeued;
     size = size < m_capacity ? size : m_capacity;
     std::size_t seen = m_high_water.load(std::memory_order_relaxed);
     while (size > seen && !m_high_water.compare_exchange_weak(seen, static_cast<std::size_t>(size),

@@ -94,6 +94,7 @@ class worker {
   task_node* free_nodes = nullptr;
   task_node* all_nodes = nullptr;
   std::uint64_t rng;
+  std::uint64_t injected_position = 0;  // position of the last task taken from the injection queue
   std::chrono::steady_clock::time_point busy_since{};
 
   // Nodes of this worker returned by other workers (Treiber stack: any thread pushes, the owner
@@ -153,6 +154,7 @@ class pool_impl {
   std::function<void(std::exception_ptr)> m_on_error;
   std::vector<std::unique_ptr<worker>> m_workers;
   injection_queue m_injection;
+  const std::uint64_t m_space_check_mask;  // see run_found()
 
   event_count m_sleepers;
   alignas(k_cache_line) atomic<std::uint32_t> m_searching{0};

@@ -73,7 +73,8 @@ worker::~worker() {
 pool_impl::pool_impl(pool_options options)
     : m_name(std::move(options.name)),
       m_on_error(std::move(options.on_error)),
-      m_injection(checked_capacity(options.queue_capacity)) {
+      m_injection(checked_capacity(options.queue_capacity)),
+      m_space_check_mask(options.queue_capacity >= 64 ? 31 : 0) {
   const std::size_t threads = resolve_threads(options.threads);
   m_workers.reserve(threads);
   for (std::size_t i = 0; i < threads; ++i) {
@@ -102,9 +103,9 @@ pool_impl::~pool_impl() { shutdown(false); }
 
 void pool_impl::stop_and_join() noexcept {
   // seq_cst: read by parking workers in their re-check, after their prepare_wait() (Dekker);
-  // notify_all() then wakes those already asleep.
+  // wake_all() then wakes those already asleep.
   m_exit.store(true, std::memory_order_seq_cst);
-  m_sleepers.notify_all();
+  m_sleepers.wake_all();
   std::lock_guard lock(m_join_mutex);
   for (auto& w : m_workers) {
     if (w->thread.joinable()) {
@@ -115,7 +116,7 @@ void pool_impl::stop_and_join() noexcept {
 
 void pool_impl::shutdown(bool on_own_worker) noexcept {
   m_injection.close();
-  m_space.notify_all();  // outside producers blocked on a full queue now fail with shut_down_error
+  m_space.wake_all();  // outside producers blocked on a full queue now fail with shut_down_error
   if (on_own_worker) {
     return;  // cannot wait for, or join, ourselves; the destructor joins
   }
@@ -128,13 +129,14 @@ std::size_t pool_impl::shutdown_now(worker* self) noexcept {
   // store may still run (it had "started").
   m_stop_now.store(true, std::memory_order_seq_cst);
   m_injection.close();
-  m_space.notify_all();
+  m_space.wake_all();
   const std::uint64_t before = m_dropped.load(std::memory_order_relaxed);  // relaxed: own delta
   task t;
+  std::uint64_t position = 0;
   // Drain the injection queue: every accepted task is popped, by us or by a worker (which drops
   // it too). A cell claimed before close() but not yet published is waited for.
   while (m_injection.consumed() < m_injection.accepted()) {
-    if (m_injection.try_pop(t)) {
+    if (m_injection.try_pop(t, position)) {
       drop(t);
     } else {
       std::this_thread::yield();
@@ -220,11 +222,16 @@ task_claim pool_impl::claim(worker* self, bool blocking) {
     injection_queue::claim_status s = m_injection.try_claim(c);
     if (s == injection_queue::claim_status::full && blocking) {
       // Park until a consumer frees a cell (or the queue closes). pairs with: the consumer's
-      // seq store + fence_seq_cst() + has_waiters() in run_found(); and close() + notify_all().
+      // seq store + fence_seq_cst() + has_waiters() in run_found(); and close() + wake_all().
       const event_count::key k = m_space.prepare_wait();
       s = m_injection.try_claim(c);
       if (s == injection_queue::claim_status::full) {
-        m_space.commit_wait(k);
+        if (m_injection.confirmed_full()) {
+          m_space.commit_wait(k);
+        } else {
+          m_space.cancel_wait();  // a consumer is emptying our cell right now
+          std::this_thread::yield();
+        }
         continue;
       }
       m_space.cancel_wait();
@@ -336,7 +343,7 @@ bool pool_impl::stopping_now() const noexcept {
 
 pool_impl::found pool_impl::find_work(worker& self, task_node*& node, task& injected,
                                       bool& contended) noexcept {
-  if (m_injection.try_pop(injected)) {
+  if (m_injection.try_pop(injected, self.injected_position)) {
     return found::injected;
   }
   const std::size_t n = m_workers.size();
@@ -368,11 +375,24 @@ void pool_impl::run_found(worker& self, found kind, task_node* node, task& injec
     execute(self, node->work);
     release_node(&self, node);
   } else {
-    // A cell was freed: wake an outside producer blocked on a full queue, if any.
-    // pairs with: prepare_wait() in claim() (Dekker; the cell's seq store is the condition).
-    fence_seq_cst();
-    if (m_space.has_waiters()) {
-      m_space.notify_one();
+    // A cell was freed: wake the outside producers blocked on a full queue, if any, once the
+    // queue has drained to half its capacity (hysteresis: each wake-up then admits a batch
+    // instead of one task per futex round trip). The queue keeps draining while workers are
+    // free, so the threshold is always crossed; a producer that prepares below it finds room
+    // in its re-check. pairs with: prepare_wait() in claim() (Dekker; the seq store is the
+    // condition).
+    //
+    // With a capacity of at least 64 only every 32nd position checks (the fence is the costly
+    // part). A producer sleeps only when confirmed_full() saw capacity tasks between the dequeue
+    // position D it read and its own; every pop of a later position has its CAS after that read
+    // in m_dequeue's modification order, hence its fence after the producer's in the seq_cst
+    // order, so it sees the waiter. The positions in [D + capacity/2, D + capacity) pop with at
+    // most capacity/2 left, and among those capacity/2 >= 32 consecutive positions one checks.
+    if ((self.injected_position & m_space_check_mask) == 0) {
+      fence_seq_cst();
+      if (m_space.has_waiters() && m_injection.size_estimate() <= m_injection.capacity() / 2) {
+        m_space.notify_all();
+      }
     }
     execute(self, injected);
   }
@@ -382,10 +402,16 @@ void pool_impl::worker_main(worker& self) noexcept {
   t_worker = &self;
   self.deque.bind_owner(std::this_thread::get_id());
   self.busy_since = std::chrono::steady_clock::now();
+  task injected;
   for (;;) {
     if (std::optional<task_node*> n = self.deque.pop()) {
       execute(self, (*n)->work);
       release_node(&self, *n);
+      continue;
+    }
+    // The injection queue before searching: draining it is normal work, not an idle transition.
+    if (m_injection.try_pop(injected, self.injected_position)) {
+      run_found(self, found::injected, nullptr, injected);
       continue;
     }
     if (!idle_loop(self)) {
