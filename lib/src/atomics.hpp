@@ -61,6 +61,35 @@ inline void fence_seq_cst() noexcept {
   }
 }
 
+// Asymmetric Dekker fences (the idea of P1202's asymmetric_thread_fence_light/heavy and Folly's
+// asymmetricHeavyBarrier). Some Dekker pairs have a hot side (every task push reads the sleeper
+// state) and a cold side (a worker about to sleep). The hot side calls
+// asymmetric_fence_light(), which is only a compiler barrier when the cold side's
+// asymmetric_fence_heavy() is a Linux membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): that call
+// makes every running thread of the process execute a full barrier (an IPI) before it returns,
+// so either the hot thread's store was already globally visible when the cold side re-checks, or
+// the hot thread's later loads come after that barrier and see the cold side's earlier writes.
+// If membarrier is unavailable (not Linux, old kernel, seccomp) or under TSan, both are
+// fence_seq_cst(). init_asymmetric_fences() decides once, before any pool starts a thread.
+void init_asymmetric_fences() noexcept;
+void asymmetric_fence_heavy() noexcept;
+
+// Set once by init_asymmetric_fences(), before the threads that read it exist (they are started
+// after it, which orders the store before their loads); relaxed loads are therefore enough.
+inline atomic<bool> g_asymmetric_fences{false};
+
+inline bool asymmetric_fences_enabled() noexcept {
+  return g_asymmetric_fences.load(std::memory_order_relaxed);  // relaxed: see g_asymmetric_fences
+}
+
+inline void asymmetric_fence_light() noexcept {
+  if (asymmetric_fences_enabled()) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // compiler barrier only
+  } else {
+    fence_seq_cst();
+  }
+}
+
 // A release fence before a relaxed publishing store.
 inline void fence_release() noexcept {
   if constexpr (!k_tsan_build) {

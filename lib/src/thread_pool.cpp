@@ -76,6 +76,7 @@ pool_impl::pool_impl(pool_options options)
       m_injection(checked_capacity(options.queue_capacity)),
       m_space_check_mask(options.queue_capacity >= 64 ? 31 : 0) {
   const std::size_t threads = resolve_threads(options.threads);
+  init_asymmetric_fences();  // before any worker starts (see atomics.hpp)
   m_workers.reserve(threads);
   for (std::size_t i = 0; i < threads; ++i) {
     m_workers.push_back(std::make_unique<worker>(*this, i));
@@ -281,8 +282,12 @@ void pool_impl::abandon(worker* self, task_claim claim) noexcept {
 // stops searching) and some worker is parked or about to park.
 void pool_impl::notify_work() noexcept {
   // The notifier's half of the Dekker pattern (event_count.hpp): the task is published, now read
-  // the sleeper state. pairs with: prepare_wait() + the searching decrement in idle_loop().
-  fence_seq_cst();
+  // the sleeper state. pairs with: prepare_wait() + the searching decrement + the heavy fence in
+  // idle_loop(). This is the hot side (every push), so the fence is the light half of an
+  // asymmetric pair (atomics.hpp): a compiler barrier where membarrier is available. Every path
+  // to sleep passes the heavy fence before its last re-check, so a push a searcher missed is
+  // seen there, or this load sees the sleeper.
+  asymmetric_fence_light();
   if (m_searching.load(k_fenced) == 0 && m_sleepers.has_waiters()) {
     m_sleepers.notify_one();
   }
@@ -499,7 +504,7 @@ bool pool_impl::idle_loop(worker& self) noexcept {
     // source is re-checked. pairs with: notify_work() (fence, then m_searching/has_waiters()).
     const event_count::key key = m_sleepers.prepare_wait();
     m_searching.fetch_sub(1, std::memory_order_seq_cst);
-    fence_seq_cst();
+    asymmetric_fence_heavy();  // pairs with: asymmetric_fence_light() in notify_work()
     if (m_exit.load(k_fenced) || work_visible()) {
       m_sleepers.cancel_wait();
       m_searching.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: see notify_work()
