@@ -126,12 +126,15 @@ void pool_impl::shutdown(bool on_own_worker) noexcept {
 }
 
 std::size_t pool_impl::shutdown_now(worker* self) noexcept {
+  // Read before m_stop_now is set: once it is, workers drop tasks too (and may do so before this
+  // thread gets on), and those drops belong to this call's count. relaxed: own delta; the seq_cst
+  // store below keeps this load before it.
+  const std::uint64_t before = m_dropped.load(std::memory_order_relaxed);
   // seq_cst: read by workers before running each task; a task that passed the check before this
   // store may still run (it had "started").
   m_stop_now.store(true, std::memory_order_seq_cst);
   m_injection.close();
   m_space.wake_all();
-  const std::uint64_t before = m_dropped.load(std::memory_order_relaxed);  // relaxed: own delta
   task t;
   std::uint64_t position = 0;
   // Drain the injection queue: every accepted task is popped, by us or by a worker (which drops
