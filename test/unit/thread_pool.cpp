@@ -359,10 +359,12 @@ TEST_SUITE("thread_pool") {
       for (const bool now : {false, true}) {
         CAPTURE(threads);
         CAPTURE(now);
-        thread_pool pool{pool_options{.threads = threads, .queue_capacity = 1}};
+        // Capacity 2, not 1: capacity 1 is covered by the try_post test; here the point is the wake-up.
+        thread_pool pool{pool_options{.threads = threads, .queue_capacity = 2}};
         std::atomic<int> ran{0};
         worker_hold hold(pool, threads);
         REQUIRE(hold.wait_started());
+        REQUIRE(pool.try_post([&ran] { ran.fetch_add(1); }));
         REQUIRE(pool.try_post([&ran] { ran.fetch_add(1); }));
         std::atomic<int> outcome{0};  // 0 running, 1 accepted, 2 shut_down_error, 3 other exception
         std::thread submitter([&] {
@@ -393,10 +395,10 @@ TEST_SUITE("thread_pool") {
         submitter.join();
         CHECK(pool.wait_idle_for(std::chrono::seconds(10)));
         if (now) {
-          CHECK(dropped.load() == 1);
+          CHECK(dropped.load() == 2);
           CHECK(ran.load() == 0);
         } else {
-          CHECK(ran.load() == 1);
+          CHECK(ran.load() == 2);
         }
       }
     }
@@ -406,7 +408,7 @@ TEST_SUITE("thread_pool") {
             doctest::timeout(30)) {
     for (const std::size_t threads : k_thread_counts) {
       CAPTURE(threads);
-      thread_pool pool{pool_options{.threads = threads, .queue_capacity = 1}};
+      thread_pool pool{pool_options{.threads = threads, .queue_capacity = 2}};
       constexpr int k_nested = 200;
       std::atomic<int> ran{0};
       std::atomic<bool> nested_done{false};
@@ -429,12 +431,13 @@ TEST_SUITE("thread_pool") {
         });
       }
       REQUIRE(eventually([&] { return outer_started.try_wait(); }));
-      REQUIRE(pool.try_post([&ran] { ran.fetch_add(1); }));  // capacity 1: the queue is now full
+      REQUIRE(pool.try_post([&ran] { ran.fetch_add(1); }));
+      REQUIRE(pool.try_post([&ran] { ran.fetch_add(1); }));  // capacity 2: the queue is now full
       CHECK_FALSE(pool.try_post([] {}));
       queue_full.count_down();
       CHECK(eventually([&] { return nested_done.load(); }));
       pool.wait_idle();
-      CHECK(ran.load() == 2 * k_nested + 1);
+      CHECK(ran.load() == 2 * k_nested + 2);
     }
   }
 
@@ -464,6 +467,69 @@ TEST_SUITE("thread_pool") {
         CHECK(nodes.load() == 2047);
       }
     }
+  }
+
+  TEST_CASE("a task posted to a pool whose workers have parked is run: no lost wake-up" * doctest::timeout(60)) {
+    for (const std::size_t threads : k_thread_counts) {
+      CAPTURE(threads);
+      thread_pool pool{pool_options{.threads = threads}};
+      auto parks = [&pool] {
+        std::uint64_t total = 0;
+        for (const auto& worker : pool.stats().workers) {
+          total += worker.parks;
+        }
+        return total;
+      };
+      int lost = 0;
+      for (int round = 0; round < 30; ++round) {
+        const std::uint64_t before = parks();
+        // Wait until some worker has gone to sleep since the last task (not a sleep-based
+        // ordering: if no worker ever parks, that is a failure of its own, reported below).
+        if (!eventually([&] { return parks() > before; }, std::chrono::seconds(10))) {
+          FAIL_CHECK("no worker parked within 10 s of the pool going idle");
+          break;
+        }
+        std::future<int> result;
+        if (round % 2 == 0) {
+          result = pool.submit([round] { return round; });
+        } else {
+          // Nested: the task that arrives through a worker's own deque must be found too.
+          auto promise = std::make_shared<std::promise<int>>();
+          result = promise->get_future();
+          pool.post([&pool, promise, round] { pool.post([promise, round] { promise->set_value(round); }); });
+        }
+        if (result.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+          ++lost;
+          break;
+        }
+        CHECK(result.get() == round);
+      }
+      CHECK(lost == 0);
+    }
+  }
+
+  TEST_CASE("several threads may wait_idle at once" * doctest::timeout(30)) {
+    thread_pool pool{pool_options{.threads = 2}};
+    std::atomic<int> ran{0};
+    worker_hold hold(pool, 2);
+    REQUIRE(hold.wait_started());
+    for (int i = 0; i < 100; ++i) {
+      pool.post([&ran] { ran.fetch_add(1); });
+    }
+    std::atomic<int> returned{0};
+    std::vector<std::thread> waiters;
+    for (int i = 0; i < 4; ++i) {
+      waiters.emplace_back([&] {
+        pool.wait_idle();
+        returned.fetch_add(ran.load() == 100 ? 1 : 1000);
+      });
+    }
+    CHECK(flowpool_test::stays_false([&] { return returned.load() != 0; }));
+    hold.release();
+    for (auto& w : waiters) {
+      w.join();
+    }
+    CHECK(returned.load() == 4);
   }
 
   TEST_CASE("wait_idle_for returns false while a task runs and true once the pool is idle" * doctest::timeout(30)) {
