@@ -49,10 +49,18 @@ namespace flowpool {
 /// **Lifetime.** Destroying the queue while a thread is inside one of its members is undefined
 /// behaviour; shut it down and join those threads first. Remaining items are destroyed with it.
 ///
-/// @tparam T the element type; it must be move-constructible (or copy-constructible) and
-///           destructible without throwing.
+/// @tparam T the element type; it must be destructible without throwing, and either nothrow
+///           move-constructible or copy-constructible (rejected at compile time otherwise: a
+///           move-only type whose move may throw could lose items when the storage grows or
+///           `shutdown_now()` throws, so no strong guarantee is possible for it; wrap such a type
+///           in `std::unique_ptr`).
 template <class T>
 class bounded_queue {
+  static_assert(std::is_nothrow_move_constructible_v<T> || std::is_copy_constructible_v<T>,
+                "flowpool::bounded_queue<T>: T must be nothrow move-constructible or copy-constructible "
+                "(a move-only T whose move may throw cannot keep the no-item-lost guarantee; wrap it in "
+                "std::unique_ptr)");
+
  public:
   /// The element type.
   using value_type = T;
