@@ -22,6 +22,7 @@
 #include <optional>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -197,6 +198,9 @@ TEST_SUITE("thread_pool stress") {
       CAPTURE(threads);
       CAPTURE(depth);
       CAPTURE(shape.seed);
+      const flowpool_test::round_watchdog watchdog("nested groups: threads=" + std::to_string(threads) + " depth=" +
+                                                       std::to_string(depth) + " seed=" + std::to_string(shape.seed),
+                                                   std::chrono::seconds(60));
       thread_pool pool{pool_options{.threads = threads}};
       tree_run run{&pool, shape};
       bool root_threw = false;
@@ -251,6 +255,10 @@ TEST_SUITE("thread_pool stress") {
       CAPTURE(ending);
       CAPTURE(trigger);
 
+      const flowpool_test::round_watchdog watchdog(
+          "race: threads=" + std::to_string(threads) + " capacity=" + std::to_string(capacity) +
+              " ending=" + std::to_string(ending) + " trigger=" + std::to_string(trigger),
+          std::chrono::seconds(60));
       auto round = std::make_unique<race_round>();
       std::vector<std::vector<std::pair<std::size_t, std::future<int>>>> futures(k_submitters);
       std::size_t dropped = 0;
@@ -376,6 +384,8 @@ TEST_SUITE("thread_pool stress") {
     std::size_t moved = 0;
     while (time_left(start) || rounds < 2) {
       const std::size_t threads = rounds % 2 == 0 ? 1 : 2;
+      const flowpool_test::round_watchdog watchdog("full queue: threads=" + std::to_string(threads) + " capacity=1",
+                                                   std::chrono::seconds(60));
       thread_pool pool{pool_options{.threads = threads, .queue_capacity = 1}};
       constexpr int k_submitters = 4;
       constexpr int k_each = 500;

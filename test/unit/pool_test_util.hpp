@@ -8,12 +8,17 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <latch>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 
 namespace flowpool_test {
 
@@ -90,6 +95,43 @@ class worker_hold {
   };
   std::shared_ptr<state> m_state;
   bool m_released = false;
+};
+
+// Aborts the process with `what` on stderr if it is not destroyed within `limit`: turns a hang
+// inside a stress round (e.g. a destructor waiting for a lost task) into an immediate failure
+// that names the round's parameters, instead of a silent CTest timeout.
+class round_watchdog {
+ public:
+  round_watchdog(std::string what, std::chrono::seconds limit) : m_what(std::move(what)) {
+    m_thread = std::thread([this, limit] {
+      std::unique_lock lock(m_mutex);
+      if (!m_cv.wait_for(lock, limit, [this] { return m_done; })) {
+        std::fprintf(stderr, "round_watchdog: no progress within %lld s in round: %s\n",
+                     static_cast<long long>(limit.count()), m_what.c_str());
+        std::fflush(stderr);
+        std::abort();
+      }
+    });
+  }
+  round_watchdog(const round_watchdog&) = delete;
+  round_watchdog& operator=(const round_watchdog&) = delete;
+  round_watchdog(round_watchdog&&) = delete;
+  round_watchdog& operator=(round_watchdog&&) = delete;
+  ~round_watchdog() {
+    {
+      const std::lock_guard lock(m_mutex);
+      m_done = true;
+    }
+    m_cv.notify_one();
+    m_thread.join();
+  }
+
+ private:
+  std::string m_what;
+  std::mutex m_mutex;
+  std::condition_variable m_cv;
+  bool m_done = false;
+  std::thread m_thread;
 };
 
 // The calling thread's OS name (Linux: at most 15 characters).
