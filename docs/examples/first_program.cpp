@@ -1,5 +1,6 @@
 // The first program of the getting-started guide: a work-stealing pool, a task with a result, and
-// a parallel loop. It checks its own answers and returns non-zero on a wrong one.
+// a parallel loop. The guide quotes all of it; it returns non-zero on a wrong answer.
+//! [first]
 #include <flowpool/flowpool.hpp>
 
 #include <atomic>
@@ -7,7 +8,6 @@
 #include <future>
 
 int main() {
-  //! [first]
   flowpool::thread_pool pool;  // one worker per hardware thread
 
   std::future<int> answer = pool.submit([] { return 6 * 7; });  // runs on a worker
@@ -17,6 +17,6 @@ int main() {
 
   const int value = answer.get();  // waits for the task (and would rethrow its exception)
   std::printf("answer = %d, sum = %ld\n", value, sum.load());
-  //! [first]
   return value == 42 && sum.load() == 500500 ? 0 : 1;
 }
+//! [first]
