@@ -482,13 +482,11 @@ TEST_SUITE("thread_pool") {
       };
       int lost = 0;
       for (int round = 0; round < 30; ++round) {
+        // Read before submitting: the worker that runs this round's task parks again afterwards
+        // (there is nothing else to do), so the count must grow; the next round is submitted
+        // only then, i.e. (almost always) to a sleeping pool. Not a sleep-based ordering: the
+        // count must grow with any correct scheduling, and if it never does that is reported.
         const std::uint64_t before = parks();
-        // Wait until some worker has gone to sleep since the last task (not a sleep-based
-        // ordering: if no worker ever parks, that is a failure of its own, reported below).
-        if (!eventually([&] { return parks() > before; }, std::chrono::seconds(10))) {
-          FAIL_CHECK("no worker parked within 10 s of the pool going idle");
-          break;
-        }
         std::future<int> result;
         if (round % 2 == 0) {
           result = pool.submit([round] { return round; });
@@ -500,6 +498,10 @@ TEST_SUITE("thread_pool") {
         }
         if (result.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
           ++lost;
+          break;
+        }
+        if (!eventually([&] { return parks() > before; }, std::chrono::seconds(10))) {
+          FAIL_CHECK("no worker parked within 10 s of the pool going idle");
           break;
         }
         CHECK(result.get() == round);
