@@ -57,7 +57,8 @@ void alloc_benchmark(benchmark::State& state, std::size_t threads, Run&& run) {
   const std::uint64_t warm_up_calls = operator_new_calls() - warm_up_calls_before;
   if (const std::uint64_t ran = tally_total() - tally_start; ran != k_alloc_tasks * k_alloc_warm_up_runs) {
     state.SkipWithError(("warm-up ran " + std::to_string(ran) + " tasks, expected " +
-                         std::to_string(k_alloc_tasks * k_alloc_warm_up_runs)).c_str());
+                         std::to_string(k_alloc_tasks * k_alloc_warm_up_runs))
+                            .c_str());
     return;
   }
   const std::uint64_t tally_timed = tally_total();
@@ -69,8 +70,9 @@ void alloc_benchmark(benchmark::State& state, std::size_t threads, Run&& run) {
   }
   const auto iterations = static_cast<std::uint64_t>(state.iterations());
   if (const std::uint64_t ran = tally_total() - tally_timed; ran != k_alloc_tasks * iterations) {
-    state.SkipWithError(("timed runs ran " + std::to_string(ran) + " tasks, expected " +
-                         std::to_string(k_alloc_tasks * iterations)).c_str());
+    state.SkipWithError(
+        ("timed runs ran " + std::to_string(ran) + " tasks, expected " + std::to_string(k_alloc_tasks * iterations))
+            .c_str());
     return;
   }
   const double tasks = static_cast<double>(k_alloc_tasks) * static_cast<double>(iterations);

@@ -12,8 +12,8 @@
 #include "alloc_workload.hpp"
 
 #include <bench_threads.hpp>
-#include <tbb_arenas.hpp>
 #include <task_tally.hpp>
+#include <tbb_arenas.hpp>
 
 #include <oneapi/tbb/task_group.h>
 

@@ -66,8 +66,7 @@ namespace flowpool_bench {
 class utilisation_meter {
  public:
   /// @brief Starts both clocks.
-  utilisation_meter() noexcept
-      : m_cpu_start(process_cpu_seconds()), m_wall_start(std::chrono::steady_clock::now()) {}
+  utilisation_meter() noexcept : m_cpu_start(process_cpu_seconds()), m_wall_start(std::chrono::steady_clock::now()) {}
 
   /// @brief Sets `state.counters["utilisation"]` and `state.counters["cpu_ms"]` (process CPU
   /// milliseconds per iteration) for the time since construction.

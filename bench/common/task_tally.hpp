@@ -23,8 +23,8 @@ struct alignas(64) slot {
 
 /// @brief Every slot ever handed out (a deque never moves its elements), and its lock.
 struct registry {
-  std::mutex lock;          ///< Guards `slots`.
-  std::deque<slot> slots;   ///< One per thread that ever called tally_add().
+  std::mutex lock;         ///< Guards `slots`.
+  std::deque<slot> slots;  ///< One per thread that ever called tally_add().
 };
 
 /// @return the process-wide registry.

@@ -34,8 +34,7 @@ struct tbb_joined_arena {
   /// @brief Creates the limit and the arena and starts the arena (threads are created lazily).
   /// @param threads N >= 1.
   explicit tbb_joined_arena(std::size_t threads)
-      : limit(tbb::global_control::max_allowed_parallelism, threads),
-        arena(static_cast<int>(threads), 1) {
+      : limit(tbb::global_control::max_allowed_parallelism, threads), arena(static_cast<int>(threads), 1) {
     arena.initialize();
   }
 
@@ -52,8 +51,7 @@ struct tbb_worker_arena {
   /// @brief Creates the limit and the arena and starts the arena (threads are created lazily).
   /// @param threads N >= 1.
   explicit tbb_worker_arena(std::size_t threads)
-      : limit(tbb::global_control::max_allowed_parallelism, threads + 1),
-        arena(static_cast<int>(threads), 0) {
+      : limit(tbb::global_control::max_allowed_parallelism, threads + 1), arena(static_cast<int>(threads), 0) {
     arena.initialize();
   }
 

@@ -24,7 +24,9 @@ inline constexpr std::uint64_t k_external_posts = 1'000'000;
 
 /// @brief The task every implementation posts: counts itself and does nothing else.
 /// Any thread; never blocks after its thread's first call.
-inline void counted_empty_task() { tally_add(); }
+inline void counted_empty_task() {
+  tally_add();
+}
 
 /// @brief Google Benchmark body: times `run()`, which must post `k_external_posts` tasks that call
 /// `counted_empty_task()` and return once all of them finished.
@@ -42,7 +44,8 @@ void external_post_benchmark(benchmark::State& state, std::size_t threads, Run&&
   std::uint64_t after_warm_up = tally_total();
   if (after_warm_up - before != k_external_posts) {
     state.SkipWithError(("warm-up ran " + std::to_string(after_warm_up - before) + " tasks, expected " +
-                         std::to_string(k_external_posts)).c_str());
+                         std::to_string(k_external_posts))
+                            .c_str());
     return;
   }
   const utilisation_meter meter;
@@ -53,8 +56,9 @@ void external_post_benchmark(benchmark::State& state, std::size_t threads, Run&&
   const std::uint64_t ran = tally_total() - after_warm_up;
   const auto iterations = static_cast<std::uint64_t>(state.iterations());
   if (ran != k_external_posts * iterations) {
-    state.SkipWithError(("timed runs ran " + std::to_string(ran) + " tasks, expected " +
-                         std::to_string(k_external_posts * iterations)).c_str());
+    state.SkipWithError(
+        ("timed runs ran " + std::to_string(ran) + " tasks, expected " + std::to_string(k_external_posts * iterations))
+            .c_str());
     return;
   }
   const double tasks = static_cast<double>(k_external_posts) * static_cast<double>(iterations);

@@ -3,4 +3,6 @@
 /// beside oneTBB (tbb.cpp).
 #include <bench_threads.hpp>
 
-int main(int argc, char** argv) { return flowpool_bench::run_benchmarks(argc, argv); }
+int main(int argc, char** argv) {
+  return flowpool_bench::run_benchmarks(argc, argv);
+}

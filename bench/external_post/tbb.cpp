@@ -56,4 +56,7 @@ void external_post_on_tbb_enqueue(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(external_post_on_tbb)->Name("external_post/tbb")->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(external_post_on_tbb_enqueue)->Name("external_post/tbb_enqueue")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(external_post_on_tbb_enqueue)
+    ->Name("external_post/tbb_enqueue")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);

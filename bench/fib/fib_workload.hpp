@@ -40,7 +40,9 @@ inline constexpr int k_fib_n = 30;
 /// @brief Tasks one fib(n) run spawns: one per call with n >= 2, that is fib(n + 1) - 1.
 /// @param n the index.
 /// @return the number of task-group runs.
-[[nodiscard]] constexpr std::uint64_t fib_spawns(int n) noexcept { return fib_serial(n + 1) - 1; }
+[[nodiscard]] constexpr std::uint64_t fib_spawns(int n) noexcept {
+  return fib_serial(n + 1) - 1;
+}
 
 static_assert(fib_serial(30) == 832'040 && fib_spawns(30) == 1'346'268);
 
@@ -58,8 +60,9 @@ void fib_benchmark(benchmark::State& state, std::size_t threads, Run&& run) {
   const int n = static_cast<int>(state.range(0));
   const std::uint64_t expected = fib_serial(n);
   if (const std::uint64_t warm = run(n); warm != expected) {
-    state.SkipWithError(("warm-up fib(" + std::to_string(n) + ") = " + std::to_string(warm) + ", expected " +
-                         std::to_string(expected)).c_str());
+    state.SkipWithError(
+        ("warm-up fib(" + std::to_string(n) + ") = " + std::to_string(warm) + ", expected " + std::to_string(expected))
+            .c_str());
     return;
   }
   std::uint64_t total = 0;

@@ -43,4 +43,8 @@ void fib_on_flowpool(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(fib_on_flowpool)->Name("fib/flowpool")->Arg(flowpool_bench::k_fib_n)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(fib_on_flowpool)
+    ->Name("fib/flowpool")
+    ->Arg(flowpool_bench::k_fib_n)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);

@@ -32,9 +32,8 @@ std::uint64_t fib_tbb(int n) {
 void fib_on_tbb(benchmark::State& state) {
   const std::size_t threads = flowpool_bench::bench_threads();
   flowpool_bench::tbb_joined_arena tbb(threads);
-  flowpool_bench::fib_benchmark(state, threads, [&tbb](int n) {
-    return tbb.arena.execute([n] { return fib_tbb(n); });
-  });
+  flowpool_bench::fib_benchmark(state, threads,
+                                [&tbb](int n) { return tbb.arena.execute([n] { return fib_tbb(n); }); });
 }
 
 }  // namespace

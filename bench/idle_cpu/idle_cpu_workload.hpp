@@ -45,8 +45,8 @@ void idle_cpu_benchmark(benchmark::State& state, std::size_t threads, Burst&& bu
     const std::uint64_t before = tally_total();
     burst();
     if (const std::uint64_t ran = tally_total() - before; ran != k_idle_burst_tasks) {
-      state.SkipWithError(("burst ran " + std::to_string(ran) + " tasks, expected " +
-                           std::to_string(k_idle_burst_tasks)).c_str());
+      state.SkipWithError(
+          ("burst ran " + std::to_string(ran) + " tasks, expected " + std::to_string(k_idle_burst_tasks)).c_str());
       return;
     }
     const double cpu_start = process_cpu_seconds();

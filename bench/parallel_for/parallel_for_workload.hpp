@@ -107,7 +107,8 @@ template <class Run>
 void parallel_sum_benchmark(benchmark::State& state, std::size_t threads, Run&& run) {
   (void)sum_input();
   if (const double warm = run(); warm != sum_serial()) {
-    state.SkipWithError(("warm-up sum = " + std::to_string(warm) + ", expected " + std::to_string(sum_serial())).c_str());
+    state.SkipWithError(
+        ("warm-up sum = " + std::to_string(warm) + ", expected " + std::to_string(sum_serial())).c_str());
     return;
   }
   double total = 0.0;

@@ -46,7 +46,8 @@ template <class Run>
 void skynet_benchmark(benchmark::State& state, std::size_t threads, Run&& run) {
   constexpr std::uint64_t expected = skynet_serial(k_skynet_leaves);
   if (const std::uint64_t warm = run(); warm != expected) {
-    state.SkipWithError(("warm-up skynet = " + std::to_string(warm) + ", expected " + std::to_string(expected)).c_str());
+    state.SkipWithError(
+        ("warm-up skynet = " + std::to_string(warm) + ", expected " + std::to_string(expected)).c_str());
     return;
   }
   std::uint64_t total = 0;

@@ -49,4 +49,8 @@ void wakeup_on_flowpool_post(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(wakeup_on_flowpool)->Name("wakeup/flowpool")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(wakeup_on_flowpool_post)->Name("wakeup/flowpool_post")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(wakeup_on_flowpool_post)
+    ->Name("wakeup/flowpool_post")
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
