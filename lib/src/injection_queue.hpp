@@ -1,8 +1,11 @@
 // Internal: the bounded MPMC injection queue for tasks submitted from outside the pool.
 //
 // Algorithm: D. Vyukov's bounded MPMC queue: a ring of cells, each with a sequence number that
-// says whose turn the cell is (producer of position p when seq == p; consumer of p when
-// seq == p + 1; free for producer p + capacity after the consumer stores seq = p + capacity).
+// says whose turn the cell is. Sequence numbers count in half-steps, so that a capacity of 1 works
+// (with whole steps, "published for consumer p" and "free for producer p + 1" would both be
+// p + 1): the cell is free for the producer of position p when seq == 2p, holds a task for the
+// consumer of p when seq == 2p + 1, and becomes free for producer p + capacity when the consumer
+// stores 2(p + capacity).
 // A producer claims a cell with a CAS on the enqueue position and then owns it exclusively, so
 // the task is constructed in place (no allocation per task, non-trivial types are safe), then
 // published by storing its sequence number. The capacity is exact (any value, not only powers of
@@ -39,7 +42,7 @@ class injection_queue {
         m_mask((capacity & (capacity - 1)) == 0 ? capacity - 1 : 0),
         m_cells(new cell[capacity]) {
     for (std::size_t i = 0; i < capacity; ++i) {
-      m_cells[i].seq.store(i, std::memory_order_relaxed);  // relaxed: not shared yet
+      m_cells[i].seq.store(2 * i, std::memory_order_relaxed);  // relaxed: not shared yet
     }
   }
 
@@ -55,7 +58,7 @@ class injection_queue {
       cell& c = at(pos);
       // acquire, pairs with: try_pop()'s release store of seq; the consumer is done with the cell.
       const std::uint64_t seq = c.seq.load(std::memory_order_acquire);
-      const auto diff = static_cast<std::int64_t>(seq - pos);
+      const auto diff = static_cast<std::int64_t>(seq - 2 * pos);
       if (diff == 0) {
         // relaxed: the ticket; exclusivity comes from the CAS itself, data from seq.
         if (m_enqueue.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
@@ -79,11 +82,11 @@ class injection_queue {
 
   // Producer: makes a claimed cell's task visible to consumers.
   void publish(cell& c) noexcept {
-    const std::uint64_t pos = c.seq.load(std::memory_order_relaxed);  // relaxed: we own the cell
+    const std::uint64_t seq = c.seq.load(std::memory_order_relaxed);  // relaxed: we own the cell
     // release (seq_cst under TSan: the Dekker check of the sleepers follows),
     // pairs with: try_pop()'s acquire load of seq; publishes the task.
     fence_release();
-    c.seq.store(pos + 1, k_fenced_release);
+    c.seq.store(seq + 1, k_fenced_release);
   }
 
   // Consumer: moves the oldest published task into `out` and its position into `position`.
@@ -95,7 +98,7 @@ class injection_queue {
       cell& c = at(pos);
       // acquire, pairs with: publish()'s store of seq; makes the task readable.
       const std::uint64_t seq = c.seq.load(std::memory_order_acquire);
-      const auto diff = static_cast<std::int64_t>(seq - (pos + 1));
+      const auto diff = static_cast<std::int64_t>(seq - (2 * pos + 1));
       if (diff == 0) {
         // relaxed: the ticket; data comes from seq.
         if (m_dequeue.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
@@ -107,7 +110,7 @@ class injection_queue {
           // release (seq_cst under TSan: producers blocked on a full queue are checked next),
           // pairs with: try_claim()'s acquire load of seq; the cell is free again.
           fence_release();
-          c.seq.store(pos + m_capacity, k_fenced_release);
+          c.seq.store(2 * (pos + m_capacity), k_fenced_release);
           return true;
         }
       } else if (diff < 0) {
