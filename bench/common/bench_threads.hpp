@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -100,13 +101,18 @@ inline void add_thread_context() {
 /// in the context and runs the benchmarks selected on the command line.
 /// @param argc as given to main.
 /// @param argv as given to main.
-/// @return the process exit code.
+/// @return the process exit code (2 if `FLOWPOOL_BENCH_THREADS` is invalid).
 inline int run_benchmarks(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
     return 1;
   }
-  add_thread_context();
+  try {
+    add_thread_context();  // validates FLOWPOOL_BENCH_THREADS once, before any benchmark runs
+  } catch (const std::invalid_argument& error) {
+    std::fprintf(stderr, "%s\n", error.what());
+    return 2;
+  }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;
