@@ -19,7 +19,9 @@ struct worker_stats {
   std::uint64_t stolen = 0;          ///< Tasks it took from another worker's deque.
   std::uint64_t steal_attempts = 0;  ///< Steal attempts it made (successful or not).
   std::uint64_t parks = 0;           ///< Times it went to sleep because it found no work.
-  std::chrono::nanoseconds busy_time{0};  ///< Time spent outside the idle search/park loop.
+  /// Time spent outside the idle search/park loop, added each time the worker runs out of work
+  /// (a worker that has been busy since its last idle period has not added that period yet).
+  std::chrono::nanoseconds busy_time{0};
 };
 
 /// @brief A snapshot of a thread_pool's counters, returned by thread_pool::stats().

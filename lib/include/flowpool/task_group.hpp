@@ -64,8 +64,10 @@ class task_group {
   ///
   /// One thread at a time. On one of the pool's workers it runs other tasks meanwhile (its own
   /// newest first, then the injection queue, then stolen ones), so nested fork-join never
-  /// deadlocks, at any depth and with any thread count including 1. Outside the pool it sleeps
-  /// (no busy wait). Allocates nothing.
+  /// deadlocks, at any depth and with any thread count including 1. While the group's last tasks
+  /// run on other workers and nothing else is queued, a waiting worker spins with pauses, then
+  /// yields (it does not sleep: it must notice new work at once). Outside the pool it sleeps (no
+  /// busy wait). Allocates nothing.
   /// Memory ordering: the end of every task of the group happens-before the return.
   /// @throws the first exception thrown by a task of the group; the group is reusable afterwards.
   void wait() {
