@@ -262,6 +262,7 @@ TEST_SUITE("thread_pool stress") {
       auto round = std::make_unique<race_round>();
       std::vector<std::vector<std::pair<std::size_t, std::future<int>>>> futures(k_submitters);
       std::size_t dropped = 0;
+      std::optional<flowpool::pool_stats> final_stats;
       {
         thread_pool pool{pool_options{
             .threads = threads, .queue_capacity = capacity, .on_error = [r = round.get()](std::exception_ptr error) {
@@ -316,6 +317,9 @@ TEST_SUITE("thread_pool stress") {
         for (auto& t : submitters) {
           t.join();
         }
+        if (ending != 2) {
+          final_stats = pool.stats();  // shut down and joined: the counters are final
+        }
       }  // ~thread_pool: runs everything accepted, joins every worker
       ++endings[static_cast<std::size_t>(ending)];
 
@@ -343,6 +347,12 @@ TEST_SUITE("thread_pool stress") {
       CHECK(refused_but_ran == 0);
       CHECK(ran + dropped == accepted);
       CHECK(accepted_not_run == dropped);
+      if (final_stats) {
+        CHECK(final_stats->submitted == accepted);
+        CHECK(final_stats->completed == ran);
+        CHECK(final_stats->dropped == dropped);
+        CHECK(final_stats->failed == round->posted_throwers_ran.load());
+      }
       if (ending != 1) {
         CHECK(dropped == 0);
       }
