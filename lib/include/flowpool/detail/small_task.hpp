@@ -108,10 +108,12 @@ class small_task {
  private:
   struct ops {
     void (*invoke)(void* buffer);
-    // nullptr: the buffer's bytes may be copied (trivially copyable callable, or a heap pointer).
+    // nullptr: the first `size` bytes of the buffer may be copied (trivially copyable callable,
+    // or a heap pointer).
     void (*relocate)(void* to, void* from) noexcept;
     // nullptr: nothing to do (trivially destructible inline callable).
     void (*destroy)(void* buffer) noexcept;
+    std::size_t size;  // bytes of the buffer in use
     bool inline_storage;
   };
 
@@ -127,7 +129,7 @@ class small_task {
             },
       std::is_trivially_destructible_v<F> ? nullptr
                                           : +[](void* b) noexcept { std::launder(static_cast<F*>(b))->~F(); },
-      true};
+      sizeof(F), true};
 
   template <class F>
   static F* heap_pointer(void* b) noexcept {
@@ -138,13 +140,13 @@ class small_task {
 
   template <class F>
   static constexpr ops k_heap_ops{[](void* b) { std::invoke(*heap_pointer<F>(b)); }, nullptr,
-                                  [](void* b) noexcept { delete heap_pointer<F>(b); }, false};
+                                  [](void* b) noexcept { delete heap_pointer<F>(b); }, sizeof(F*), false};
 
   void take(small_task& other) noexcept {
     m_ops = other.m_ops;
     if (m_ops != nullptr) {
       if (m_ops->relocate == nullptr) {
-        std::memcpy(m_buffer, other.m_buffer, k_small_task_capacity);
+        std::memcpy(m_buffer, other.m_buffer, m_ops->size);  // only the initialised bytes
       } else {
         m_ops->relocate(m_buffer, other.m_buffer);
       }
