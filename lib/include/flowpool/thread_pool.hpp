@@ -48,7 +48,8 @@ struct pool_options {
   /// Tasks from outside the pool that may wait in the injection queue; when it is full, submit()
   /// and post() from outside block and try_post() returns false. Must be at least 1 and at most
   /// thread_pool::k_max_queue_capacity (0 is rejected with std::invalid_argument: an unbounded
-  /// queue would silently remove the backpressure the bound exists for).
+  /// queue would silently remove the backpressure the bound exists for). The slots are allocated
+  /// up front by the constructor (80 bytes each on x86-64).
   std::size_t queue_capacity = 4096;
   /// Prefix of the worker threads' OS names: "<name>-0", "<name>-1", ... (Linux shows 15 characters).
   std::string name = "flowpool";
@@ -82,8 +83,9 @@ class thread_pool {
  public:
   /// The largest accepted pool_options::threads.
   static constexpr std::size_t k_max_threads = 1024;
-  /// The largest accepted pool_options::queue_capacity.
-  static constexpr std::size_t k_max_queue_capacity = std::size_t{1} << 26;
+  /// The largest accepted pool_options::queue_capacity (4,194,304). The injection queue's slots
+  /// (80 bytes each on x86-64) are allocated by the constructor, so this bounds it to ~320 MiB.
+  static constexpr std::size_t k_max_queue_capacity = std::size_t{1} << 22;
 
   /// @brief Starts std::thread::hardware_concurrency() workers with default options.
   ///
