@@ -264,17 +264,20 @@ TEST_SUITE("thread_pool stress") {
       std::size_t dropped = 0;
       std::optional<flowpool::pool_stats> final_stats;
       {
-        thread_pool pool{pool_options{
-            .threads = threads, .queue_capacity = capacity, .on_error = [r = round.get()](std::exception_ptr error) {
-              r->on_error_calls.fetch_add(1, std::memory_order_relaxed);  // relaxed: read after the joins
-              try {
-                std::rethrow_exception(error);
-              } catch (const std::runtime_error&) {
-              } catch (...) {
-                r->wrong_exceptions.fetch_add(1, std::memory_order_relaxed);  // relaxed: as above
-              }
-            }}};
+        thread_pool pool{
+            pool_options{.threads = threads,
+                         .queue_capacity = capacity,
+                         .on_error = [r = round.get()](const std::exception_ptr& error) {
+                           r->on_error_calls.fetch_add(1, std::memory_order_relaxed);  // relaxed: read after the joins
+                           try {
+                             std::rethrow_exception(error);
+                           } catch (const std::runtime_error&) {
+                           } catch (...) {
+                             r->wrong_exceptions.fetch_add(1, std::memory_order_relaxed);  // relaxed: as above
+                           }
+                         }}};
         std::vector<std::thread> submitters;
+        submitters.reserve(k_submitters);
         for (int s = 0; s < k_submitters; ++s) {
           submitters.emplace_back([&, s, seed = rng()] {
             std::mt19937_64 local(seed);
@@ -399,9 +402,9 @@ TEST_SUITE("thread_pool stress") {
       thread_pool pool{pool_options{.threads = threads, .queue_capacity = 1}};
       constexpr int k_submitters = 4;
       constexpr int k_each = 500;
-      std::vector<std::uint64_t> sums(k_submitters, 0);
       std::atomic<std::uint64_t> executed_sum{0};
       std::vector<std::thread> submitters;
+      submitters.reserve(k_submitters);
       for (int s = 0; s < k_submitters; ++s) {
         submitters.emplace_back([&pool, &executed_sum, s] {
           for (int i = 0; i < k_each; ++i) {

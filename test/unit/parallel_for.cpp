@@ -157,8 +157,9 @@ TEST_SUITE("parallel_for") {
       std::vector<std::atomic<int>> counts(static_cast<std::size_t>(k_outer * k_inner));
       auto nested = [&] {
         parallel_for(pool, 0, k_outer, [&](int i) {
-          parallel_for(pool, 0, k_inner,
-                       [&](int j) { counts[static_cast<std::size_t>(i * k_inner + j)].fetch_add(1); });
+          parallel_for(pool, 0, k_inner, [&](int j) {
+            counts[static_cast<std::size_t>(i) * k_inner + static_cast<std::size_t>(j)].fetch_add(1);
+          });
         });
       };
       pool.submit(nested).get();  // from a worker
@@ -176,6 +177,7 @@ TEST_SUITE("parallel_for") {
     constexpr int k_callers = 4;
     std::vector<long long> sums(k_callers, 0);
     std::vector<std::thread> callers;
+    callers.reserve(k_callers);
     for (int c = 0; c < k_callers; ++c) {
       callers.emplace_back([&pool, &sums, c] {
         std::vector<long long> values(20000, 0);

@@ -291,6 +291,7 @@ TEST_SUITE("task_group") {
       constexpr int k_tasks = 300;
       std::vector<int> sums(k_users, 0);
       std::vector<std::thread> users;
+      users.reserve(k_users);
       for (int u = 0; u < k_users; ++u) {
         users.emplace_back([&pool, &sums, u] {
           std::vector<int> values(k_tasks, 0);

@@ -174,6 +174,7 @@ TEST_SUITE("thread_pool") {
       CAPTURE(threads);
       thread_pool pool{pool_options{.threads = threads}};
       std::vector<std::future<int>> failing;
+      failing.reserve(50);
       for (int i = 0; i < 50; ++i) {
         failing.push_back(pool.submit([i]() -> int { throw std::runtime_error("task " + std::to_string(i)); }));
       }
@@ -208,7 +209,7 @@ TEST_SUITE("thread_pool") {
       std::vector<std::string> messages;
       std::atomic<int> calls{0};
       {
-        thread_pool pool{pool_options{.threads = threads, .on_error = [&](std::exception_ptr error) {
+        thread_pool pool{pool_options{.threads = threads, .on_error = [&](const std::exception_ptr& error) {
                                         calls.fetch_add(1);
                                         try {
                                           std::rethrow_exception(error);
@@ -239,6 +240,7 @@ TEST_SUITE("thread_pool") {
       }
       std::sort(messages.begin(), messages.end());
       std::vector<std::string> expected;
+      expected.reserve(21);
       for (int i = 0; i < 20; ++i) {
         expected.push_back("posted " + std::to_string(i));
       }
@@ -534,6 +536,7 @@ TEST_SUITE("thread_pool") {
     }
     std::atomic<int> returned{0};
     std::vector<std::thread> waiters;
+    waiters.reserve(4);
     for (int i = 0; i < 4; ++i) {
       waiters.emplace_back([&] {
         pool.wait_idle();
@@ -638,6 +641,7 @@ TEST_SUITE("thread_pool") {
       worker_hold hold(pool, threads);
       REQUIRE(hold.wait_started());
       std::vector<std::future<int>> futures;
+      futures.reserve(k_queued);
       for (int i = 0; i < k_queued; ++i) {
         futures.push_back(pool.submit([&ran] { return ran.fetch_add(1); }));
       }
@@ -842,7 +846,7 @@ TEST_SUITE("thread_pool") {
       CAPTURE(threads);
       std::atomic<int> errors{0};
       thread_pool pool{
-          pool_options{.threads = threads, .on_error = [&errors](std::exception_ptr) { errors.fetch_add(1); }}};
+          pool_options{.threads = threads, .on_error = [&errors](const std::exception_ptr&) { errors.fetch_add(1); }}};
       constexpr int k_ok = 300;
       constexpr int k_throwing = 17;
       std::vector<std::future<int>> futures;
