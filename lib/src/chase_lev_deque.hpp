@@ -88,7 +88,7 @@ class chase_lev_deque {
   void push(T value) noexcept {
     assert_owner();
     const std::int64_t b = m_bottom.load(std::memory_order_relaxed);  // relaxed: only the owner writes it
-    buffer* a = m_buffer.load(std::memory_order_relaxed);              // relaxed: only the owner writes it
+    buffer* a = m_buffer.load(std::memory_order_relaxed);             // relaxed: only the owner writes it
     FLOWPOOL_ASSERT(b - m_top.load(std::memory_order_relaxed) < a->capacity);
     a->at(b).store(value, std::memory_order_relaxed);  // relaxed: published by the bottom store below
     // Release fence + relaxed store (paper): publishes the slot (and what `value` points to) to
@@ -107,14 +107,14 @@ class chase_lev_deque {
   std::optional<T> pop() noexcept {
     assert_owner();
     const std::int64_t b = m_bottom.load(std::memory_order_relaxed) - 1;  // relaxed: owner-only writer
-    buffer* a = m_buffer.load(std::memory_order_relaxed);                  // relaxed: owner-only writer
+    buffer* a = m_buffer.load(std::memory_order_relaxed);                 // relaxed: owner-only writer
     // Reserve slot b before looking at m_top. The seq_cst fence is the Dekker fence of the paper:
     // a thief either sees the reduced bottom or this pop sees the thief's top increment.
     // pairs with: the fence in steal() between its m_top and m_bottom loads.
     m_bottom.store(b, k_fenced);
     fence_seq_cst();
     std::int64_t t = m_top.load(k_fenced);
-    if (t > b) {  // was empty
+    if (t > b) {                                         // was empty
       m_bottom.store(b + 1, std::memory_order_relaxed);  // relaxed: restores the owner's own value
       return std::nullopt;
     }
@@ -175,7 +175,8 @@ class chase_lev_deque {
 
  private:
   struct buffer {
-    buffer(std::int64_t cap, buffer* older) : capacity(cap), mask(cap - 1), slots(new atomic<T>[static_cast<std::size_t>(cap)]), retired(older) {}
+    buffer(std::int64_t cap, buffer* older)
+        : capacity(cap), mask(cap - 1), slots(new atomic<T>[static_cast<std::size_t>(cap)]), retired(older) {}
     atomic<T>& at(std::int64_t i) noexcept { return slots[static_cast<std::size_t>(i & mask)]; }
     std::int64_t capacity;
     std::int64_t mask;

@@ -63,7 +63,7 @@ class event_count {
     while (m_epoch.load(std::memory_order_acquire) == k) {
       m_epoch.wait(k, std::memory_order_acquire);
     }
-    m_waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as in cancel_wait()
+    m_waiters.fetch_sub(1, std::memory_order_relaxed);   // relaxed: as in cancel_wait()
     m_signaled.store(false, std::memory_order_seq_cst);  // seq_cst: as in prepare_wait()
     // The caller re-scans for work next: order that scan after any notifier whose wake-up was
     // deduped against us. pairs with: the notifier's fence_seq_cst().
@@ -88,7 +88,7 @@ class event_count {
   // As notify_one(), but wakes every waiter.
   void notify_all() noexcept {
     if (!m_signaled.exchange(true, std::memory_order_acq_rel)) {  // acq_rel: as in notify_one()
-      m_epoch.fetch_add(1, std::memory_order_release);             // release: as in notify_one()
+      m_epoch.fetch_add(1, std::memory_order_release);            // release: as in notify_one()
       m_epoch.notify_all();
     }
   }
@@ -101,7 +101,7 @@ class event_count {
 
  private:
   alignas(k_cache_line) atomic<std::uint32_t> m_waiters{0};  // notifiers read it on every push
-  atomic<bool> m_signaled{false};  // a wake-up is on its way; cleared by waiters
+  atomic<bool> m_signaled{false};                            // a wake-up is on its way; cleared by waiters
   alignas(k_cache_line) atomic<std::uint32_t> m_epoch{0};    // the futex word
 };
 

@@ -38,9 +38,7 @@ class injection_queue {
   enum class claim_status : std::uint8_t { claimed, full, closed };
 
   explicit injection_queue(std::size_t capacity)
-      : m_capacity(capacity),
-        m_mask((capacity & (capacity - 1)) == 0 ? capacity - 1 : 0),
-        m_cells(new cell[capacity]) {
+      : m_capacity(capacity), m_mask((capacity & (capacity - 1)) == 0 ? capacity - 1 : 0), m_cells(new cell[capacity]) {
     for (std::size_t i = 0; i < capacity; ++i) {
       m_cells[i].seq.store(2 * i, std::memory_order_relaxed);  // relaxed: not shared yet
     }
@@ -194,13 +192,13 @@ class injection_queue {
     std::uint64_t size = (m_enqueue.load(std::memory_order_relaxed) & ~k_closed_bit) - dequeued;
     size = size < m_capacity ? size : m_capacity;
     std::size_t seen = m_high_water.load(std::memory_order_relaxed);
-    while (size > seen && !m_high_water.compare_exchange_weak(seen, static_cast<std::size_t>(size),
-                                                              std::memory_order_relaxed)) {
+    while (size > seen &&
+           !m_high_water.compare_exchange_weak(seen, static_cast<std::size_t>(size), std::memory_order_relaxed)) {
     }
   }
 
-  alignas(k_cache_line) atomic<std::uint64_t> m_enqueue{0};  // producers CAS; bit 63 = closed
-  alignas(k_cache_line) atomic<std::uint64_t> m_dequeue{0};  // consumers CAS
+  alignas(k_cache_line) atomic<std::uint64_t> m_enqueue{0};   // producers CAS; bit 63 = closed
+  alignas(k_cache_line) atomic<std::uint64_t> m_dequeue{0};   // consumers CAS
   alignas(k_cache_line) atomic<std::size_t> m_high_water{0};  // producers; statistic
   alignas(k_cache_line) const std::size_t m_capacity;
   const std::size_t m_mask;  // capacity - 1 if a power of two, else 0

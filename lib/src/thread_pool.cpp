@@ -100,7 +100,9 @@ void pool_impl::start_workers() {
   }
 }
 
-pool_impl::~pool_impl() { shutdown(false); }
+pool_impl::~pool_impl() {
+  shutdown(false);
+}
 
 void pool_impl::stop_and_join() noexcept {
   // seq_cst: read by parking workers in their re-check, after their prepare_wait() (Dekker);
@@ -169,7 +171,9 @@ std::size_t pool_impl::shutdown_now(worker* self) noexcept {
 // ---------------------------------------------------------------------------------------------
 // submission
 
-worker* pool_impl::current_worker() noexcept { return t_worker; }
+worker* pool_impl::current_worker() noexcept {
+  return t_worker;
+}
 
 task_node* pool_impl::acquire_node(worker& self) {
   task_node* n = self.free_nodes;
@@ -349,8 +353,7 @@ bool pool_impl::stopping_now() const noexcept {
   return m_stop_now.load(std::memory_order_relaxed);
 }
 
-pool_impl::found pool_impl::find_work(worker& self, task_node*& node, task& injected,
-                                      bool& contended) noexcept {
+pool_impl::found pool_impl::find_work(worker& self, task_node*& node, task& injected, bool& contended) noexcept {
   if (m_injection.try_pop(injected, self.injected_position)) {
     return found::injected;
   }
@@ -471,8 +474,8 @@ bool pool_impl::work_visible() const noexcept {
 // Entered when the worker's own deque is empty. Returns false when the worker must exit.
 bool pool_impl::idle_loop(worker& self) noexcept {
   const auto now = std::chrono::steady_clock::now();
-  self.stats.busy_ns.add(static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(now - self.busy_since).count()));
+  self.stats.busy_ns.add(
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - self.busy_since).count()));
   m_searching.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: see notify_work()
   notify_idle_waiters();
   task injected;
@@ -656,7 +659,9 @@ void thread_pool::help_while_pending(detail::group_state& group) noexcept {
   m_impl->help_while_pending(*detail::pool_impl::current_worker(), group);
 }
 
-void thread_pool::wait_idle() { (void)wait_idle_until(detail::deadline::never()); }
+void thread_pool::wait_idle() {
+  (void)wait_idle_until(detail::deadline::never());
+}
 
 bool thread_pool::wait_idle_until(detail::deadline deadline) {
   if (on_own_worker()) {
@@ -665,15 +670,21 @@ bool thread_pool::wait_idle_until(detail::deadline deadline) {
   return m_impl->wait_quiescent(deadline);
 }
 
-void thread_pool::shutdown() noexcept { m_impl->shutdown(on_own_worker()); }
+void thread_pool::shutdown() noexcept {
+  m_impl->shutdown(on_own_worker());
+}
 
 std::size_t thread_pool::shutdown_now() noexcept {
   return m_impl->shutdown_now(on_own_worker() ? detail::pool_impl::current_worker() : nullptr);
 }
 
-std::size_t thread_pool::thread_count() const noexcept { return m_impl->thread_count(); }
+std::size_t thread_pool::thread_count() const noexcept {
+  return m_impl->thread_count();
+}
 
-pool_stats thread_pool::stats() const { return m_impl->stats(); }
+pool_stats thread_pool::stats() const {
+  return m_impl->stats();
+}
 
 std::optional<std::size_t> thread_pool::this_worker_index() noexcept {
   const detail::worker* self = detail::pool_impl::current_worker();

@@ -52,8 +52,7 @@ TEST_SUITE("chase_lev_deque") {
     CHECK(deque.steal().outcome == steal_outcome::empty);
   }
 
-  TEST_CASE("owner plus thieves on a tiny growing buffer: every item is taken exactly once" *
-            doctest::timeout(60)) {
+  TEST_CASE("owner plus thieves on a tiny growing buffer: every item is taken exactly once" * doctest::timeout(60)) {
     constexpr int k_thieves = 3;
     std::vector<std::atomic<int>> taken(k_items);
     std::vector<int> slots(k_items);
@@ -111,8 +110,8 @@ TEST_SUITE("chase_lev_deque") {
     CHECK(wrong == 0);
     CHECK(outcomes[0].load() > 0);  // thieves did steal
     CHECK(outcomes[1].load() > 0);  // and saw it empty
-    MESSAGE("steals: success ", outcomes[0].load(), ", empty ", outcomes[1].load(), ", lost_race ",
-            outcomes[2].load(), "; final capacity ", deque.capacity());
+    MESSAGE("steals: success ", outcomes[0].load(), ", empty ", outcomes[1].load(), ", lost_race ", outcomes[2].load(),
+            "; final capacity ", deque.capacity());
   }
 
   TEST_CASE("two thieves racing for single items observe lost_race" * doctest::timeout(60)) {
@@ -130,7 +129,7 @@ TEST_SUITE("chase_lev_deque") {
       thieves.emplace_back([&] {
         for (int r = 1; r <= k_rounds; ++r) {
           while (round.load(std::memory_order_acquire) < r) {  // acquire: pairs with the owner's release
-            std::this_thread::yield();  // three spinning threads may share two cores
+            std::this_thread::yield();                         // three spinning threads may share two cores
           }
           for (;;) {
             const auto s = deque.steal();

@@ -72,15 +72,17 @@ struct range_task {
 /// @throws the first exception thrown by a `body(i)` (after every started piece has finished;
 ///         pieces not yet split off still run). shut_down_error if the pool is shut down.
 template <class Index, class Body>
-  requires std::integral<Index> && (!std::same_as<Index, bool>)
-void parallel_for(thread_pool& pool, Index first, Index last, Body&& body) {
+requires std::integral<Index> &&
+    (!std::same_as<Index, bool>)void parallel_for(thread_pool& pool, Index first, Index last, Body&& body) {
   if (!(first < last)) {
     return;
   }
   using body_type = std::remove_reference_t<Body>;
   using unsigned_index = std::make_unsigned_t<Index>;
-  const auto count = static_cast<unsigned_index>(static_cast<unsigned_index>(last) - static_cast<unsigned_index>(first));
-  const std::uint64_t pieces = static_cast<std::uint64_t>(pool.thread_count()) * detail::k_parallel_for_pieces_per_thread;
+  const auto count =
+      static_cast<unsigned_index>(static_cast<unsigned_index>(last) - static_cast<unsigned_index>(first));
+  const std::uint64_t pieces =
+      static_cast<std::uint64_t>(pool.thread_count()) * detail::k_parallel_for_pieces_per_thread;
   const std::uint64_t grain64 = (static_cast<std::uint64_t>(count) + pieces - 1) / pieces;
   const auto grain = static_cast<unsigned_index>(grain64 == 0 ? 1 : grain64);
   if (pool.thread_count() == 1 || count <= grain) {

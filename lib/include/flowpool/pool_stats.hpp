@@ -30,11 +30,11 @@ struct worker_stats {
 /// returns (and nothing new was submitted), `submitted == completed + dropped`.
 struct pool_stats {
   std::vector<worker_stats> workers;  ///< One entry per worker thread, by worker index.
-  std::uint64_t submitted = 0;  ///< Tasks accepted: submit, post, try_post and task_group::run(), from anywhere.
-  std::uint64_t completed = 0;  ///< Tasks that ran to completion, including those that threw.
-  std::uint64_t failed = 0;     ///< post()ed tasks whose exception went to on_error (or was dropped).
-  std::uint64_t dropped = 0;    ///< Tasks discarded unstarted by shutdown_now().
-  std::size_t queue_high_water = 0;  ///< Most tasks ever waiting at once in the injection queue.
+  std::uint64_t submitted = 0;        ///< Tasks accepted: submit, post, try_post and task_group::run(), from anywhere.
+  std::uint64_t completed = 0;        ///< Tasks that ran to completion, including those that threw.
+  std::uint64_t failed = 0;           ///< post()ed tasks whose exception went to on_error (or was dropped).
+  std::uint64_t dropped = 0;          ///< Tasks discarded unstarted by shutdown_now().
+  std::size_t queue_high_water = 0;   ///< Most tasks ever waiting at once in the injection queue.
 };
 
 }  // namespace flowpool

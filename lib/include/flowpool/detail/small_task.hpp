@@ -21,9 +21,9 @@ inline constexpr std::size_t k_small_task_alignment = alignof(std::max_align_t);
 /// it fits in 48 bytes, is not over-aligned, and its move constructor cannot throw (the task is
 /// moved between queues inside noexcept code).
 template <class F>
-inline constexpr bool is_small_task_inline_v = sizeof(F) <= k_small_task_capacity &&
-                                               alignof(F) <= k_small_task_alignment &&
-                                               std::is_nothrow_move_constructible_v<F>;
+inline constexpr bool is_small_task_inline_v =
+    sizeof(F) <= k_small_task_capacity &&
+    alignof(F) <= k_small_task_alignment&& std::is_nothrow_move_constructible_v<F>;
 
 // A move-only, type-erased `void()` callable with a 48-byte small buffer (the std::move_only_function
 // idea, without its allocation for small callables and with the single-shot helper the pool needs).
@@ -41,9 +41,8 @@ class small_task {
 
   // Stores `f`. Throws what F's constructor or (for large callables) `new` throws.
   template <class F>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, small_task> &&
-             std::is_invocable_v<std::decay_t<F>&>)
-  explicit small_task(F&& f) {
+  requires(!std::is_same_v<std::remove_cvref_t<F>, small_task> &&
+           std::is_invocable_v<std::decay_t<F>&>) explicit small_task(F&& f) {
     emplace(std::forward<F>(f));
   }
 
