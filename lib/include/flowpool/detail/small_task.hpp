@@ -3,6 +3,7 @@
 /// every pool task is stored in. Installed because the pool's templates construct it; not API.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstring>
 #include <functional>
@@ -21,9 +22,17 @@ inline constexpr std::size_t k_small_task_alignment = alignof(std::max_align_t);
 /// it fits in 48 bytes, is not over-aligned, and its move constructor cannot throw (the task is
 /// moved between queues inside noexcept code).
 template <class F>
-inline constexpr bool is_small_task_inline_v =
-    sizeof(F) <= k_small_task_capacity &&
-    alignof(F) <= k_small_task_alignment&& std::is_nothrow_move_constructible_v<F>;
+inline constexpr bool is_small_task_inline_v =  // NOLINT(readability-identifier-naming): standard `_v` trait
+    (sizeof(F) <= k_small_task_capacity) &&
+    (alignof(F) <= k_small_task_alignment) && std::is_nothrow_move_constructible_v<F>;
+
+class small_task;
+
+// What small_task's converting constructor accepts: anything callable with no arguments, except
+// a small_task (which must go to the move constructor).
+template <class F>
+concept small_task_callable =
+    !std::is_same_v<std::remove_cvref_t<F>, small_task> && std::is_invocable_v<std::decay_t<F>&>;
 
 // A move-only, type-erased `void()` callable with a 48-byte small buffer (the std::move_only_function
 // idea, without its allocation for small callables and with the single-shot helper the pool needs).
@@ -40,9 +49,9 @@ class small_task {
   small_task() noexcept = default;
 
   // Stores `f`. Throws what F's constructor or (for large callables) `new` throws.
-  template <class F>
-  requires(!std::is_same_v<std::remove_cvref_t<F>, small_task> &&
-           std::is_invocable_v<std::decay_t<F>&>) explicit small_task(F&& f) {
+  // The concept excludes small_task itself, so this never hides the move constructor.
+  template <small_task_callable F>
+  explicit small_task(F&& f) {  // NOLINT(bugprone-forwarding-reference-overload): see above
     emplace(std::forward<F>(f));
   }
 
