@@ -71,6 +71,7 @@ TEST_SUITE("chase_lev_deque") {
     };
 
     std::vector<std::thread> thieves;
+    thieves.reserve(k_thieves);
     for (int t = 0; t < k_thieves; ++t) {
       thieves.emplace_back([&] {
         start.arrive_and_wait();
@@ -125,6 +126,7 @@ TEST_SUITE("chase_lev_deque") {
     std::atomic<int> finished{0};
     constexpr int k_rounds = 2'000;
     std::vector<std::thread> thieves;
+    thieves.reserve(2);
     for (int t = 0; t < 2; ++t) {
       thieves.emplace_back([&] {
         for (int r = 1; r <= k_rounds; ++r) {

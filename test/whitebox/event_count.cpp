@@ -81,6 +81,7 @@ TEST_SUITE("event_count") {
     std::atomic<bool> go{false};
     std::atomic<int> out{0};
     std::vector<std::thread> waiters;
+    waiters.reserve(k_waiters);
     for (int i = 0; i < k_waiters; ++i) {
       waiters.emplace_back([&] {
         for (;;) {

@@ -83,6 +83,7 @@ TEST_SUITE("injection_queue") {
     std::atomic<int> producers_left{k_producers};
     std::latch start(k_producers + k_consumers);
     std::vector<std::thread> threads;
+    threads.reserve(k_producers + k_consumers);
     for (int p = 0; p < k_producers; ++p) {
       threads.emplace_back([&, p] {
         start.arrive_and_wait();

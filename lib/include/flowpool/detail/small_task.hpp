@@ -78,7 +78,7 @@ class small_task {
       m_ops = &k_inline_ops<fn>;
     } else {
       fn* heap = new fn(std::forward<F>(f));
-      std::memcpy(m_buffer, static_cast<void*>(&heap), sizeof heap);
+      std::memcpy(m_buffer, static_cast<void*>(&heap), sizeof(void*));  // the pointer itself
       m_ops = &k_heap_ops<fn>;
     }
   }
@@ -142,7 +142,7 @@ class small_task {
   template <class F>
   static F* heap_pointer(void* b) noexcept {
     F* p = nullptr;
-    std::memcpy(static_cast<void*>(&p), b, sizeof p);
+    std::memcpy(static_cast<void*>(&p), b, sizeof(void*));  // the pointer itself
     return p;
   }
 
