@@ -1,5 +1,7 @@
 #include "atomics.hpp"
 
+#include <flowpool/detail/config.hpp>
+
 #include <mutex>
 
 #if defined(__linux__) && !defined(FLOWPOOL_TSAN)
@@ -32,7 +34,14 @@ void init_asymmetric_fences() noexcept {
 
 void asymmetric_fence_heavy() noexcept {
 #if defined(FLOWPOOL_HAS_MEMBARRIER)
-  if (asymmetric_fences_enabled() && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) {
+  if (asymmetric_fences_enabled()) {
+    // Once enabled, the light side is a bare compiler barrier, so falling back to a one-sided
+    // full fence here would not form a Dekker pair and could lose a wake-up. After a successful
+    // registration the kernel documents no failure for this command, so one is fatal.
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+      assertion_failed("membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed after registration", __FILE__,
+                       __LINE__);
+    }
     return;
   }
 #endif

@@ -42,12 +42,18 @@ class event_count {
     // seq_cst: the waiter's half of the Dekker pattern (see the file comment).
     // pairs with: the notifier's fence_seq_cst() before has_waiters().
     m_waiters.fetch_add(1, std::memory_order_seq_cst);
+    // The key is read BEFORE the flag is cleared. A notifier whose exchange of m_signaled comes
+    // after our clear bumps the epoch after this load, so commit_wait() returns at once; with the
+    // opposite order, such a notifier's bump could land before our load, we would sleep on the
+    // new epoch, and the flag it set would stay true with nobody on the way to clear it, deduping
+    // every later notify (test/whitebox/event_count_stale_signal.cpp).
+    // acquire, pairs with: notify_*()'s release increment, so that a waiter that reads the new
+    // epoch also sees the condition that notifier published.
+    const key k = m_epoch.load(std::memory_order_acquire);
     // seq_cst: ordered before our re-check; pairs with: notify_*()'s exchange of m_signaled.
     m_signaled.store(false, std::memory_order_seq_cst);
     fence_seq_cst();
-    // acquire, pairs with: notify_*()'s release increment, so that a waiter that reads the new
-    // epoch also sees the condition that notifier published.
-    return m_epoch.load(std::memory_order_acquire);
+    return k;
   }
 
   // Waiter, phase 2a: a condition held after all; do not sleep.
