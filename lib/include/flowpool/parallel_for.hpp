@@ -83,7 +83,9 @@ requires std::integral<Index> &&
       static_cast<unsigned_index>(static_cast<unsigned_index>(last) - static_cast<unsigned_index>(first));
   const std::uint64_t pieces =
       static_cast<std::uint64_t>(pool.thread_count()) * detail::k_parallel_for_pieces_per_thread;
-  const std::uint64_t grain64 = (static_cast<std::uint64_t>(count) + pieces - 1) / pieces;
+  // Rounded-up division without `count + pieces - 1`, which wraps for ranges near 2^64.
+  const std::uint64_t grain64 =
+      static_cast<std::uint64_t>(count) / pieces + (static_cast<std::uint64_t>(count) % pieces != 0 ? 1 : 0);
   const auto grain = static_cast<unsigned_index>(grain64 == 0 ? 1 : grain64);
   if (pool.thread_count() == 1 || count <= grain) {
     // One piece: run it here. (grain = count, so the group is never touched.)

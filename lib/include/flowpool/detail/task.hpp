@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <thread>
 
 namespace flowpool::detail {
 
@@ -32,8 +33,10 @@ class external_waiter {
       m_phase.wait(k_waiting, std::memory_order_acquire);
     }
     // wake() is between its two stores, inside notify_one(): its last access is a plain store,
-    // so this brief spin ends within a few hundred cycles.
-    while (m_phase.load(std::memory_order_acquire) != k_released) {
+    // so this brief wait usually ends within a few hundred cycles; yielding covers a waker that
+    // was preempted in between, instead of spinning through its time slice.
+    while (m_phase.load(std::memory_order_acquire) != k_released) {  // acquire: as above
+      std::this_thread::yield();
     }
   }
 
