@@ -12,7 +12,8 @@
 //   fence_release(); x.store(v, relaxed)       x.store(v, seq_cst)
 //
 // The swapped build is at least as strong at every site (each fence-ordered access becomes a
-// seq_cst access), so TSan checks a program whose behaviours are a subset of the normal build's.
+// seq_cst access, and fence_seq_cst() still executes its hardware fence, invisible to TSan), so
+// TSan checks a program whose behaviours are a subset of the normal build's.
 #pragma once
 
 #include <atomic>
@@ -51,14 +52,16 @@ inline constexpr std::memory_order k_fenced_acquire =
 // (write-back) memory, and it is about twice as cheap as MFENCE on current cores, which also
 // orders non-temporal stores flowpool never issues. Linux's smp_mb() made the same choice. The
 // "memory" clobber keeps the compiler from moving accesses across it, as the standard fence does.
+//
+// Under FLOWPOOL_TSAN the fence is still executed: TSan ignores it (it neither models nor reports
+// it), but a few Dekker sites pair a fence with a release (not seq_cst) access, and without the
+// real fence the hardware could reorder them and lose a wake-up in the TSan build only.
 inline void fence_seq_cst() noexcept {
-  if constexpr (!k_tsan_build) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    asm volatile("lock addl $0, (%%rsp)" ::: "memory", "cc");
+  asm volatile("lock addl $0, (%%rsp)" ::: "memory", "cc");
 #else
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
 #endif
-  }
 }
 
 // Asymmetric Dekker fences (the idea of P1202's asymmetric_thread_fence_light/heavy and Folly's
