@@ -39,8 +39,7 @@ void asymmetric_fence_heavy() noexcept {
     // full fence here would not form a Dekker pair and could lose a wake-up. After a successful
     // registration the kernel documents no failure for this command, so one is fatal.
     if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
-      assertion_failed("membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed after registration", __FILE__,
-                       __LINE__);
+      assertion_failed("membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed after registration", __FILE__, __LINE__);
     }
     return;
   }
