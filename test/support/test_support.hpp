@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 namespace flowpool_test {
 
@@ -17,6 +18,22 @@ inline std::chrono::duration<double> stress_duration() {
     seconds = 2.0;
   }
   return std::chrono::duration<double>(seconds);
+}
+
+// Polls `pred` until it holds or `limit` passes, and returns pred(). It only turns a would-be hang
+// into a failed check and waits for observable state; it never orders threads: with a correct
+// library `pred` becomes true whatever the scheduling, and the limit is far beyond any plausible
+// delay, even under ThreadSanitizer on a loaded 2-core machine.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= give_up) {
+      return pred();
+    }
+    std::this_thread::yield();
+  }
+  return true;
 }
 
 }  // namespace flowpool_test

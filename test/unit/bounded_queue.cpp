@@ -4,6 +4,8 @@
 // asserted so that it is right whether or not the thread had blocked yet.
 #include <doctest/doctest.h>
 
+#include "test_support.hpp"
+
 #include <flowpool/bounded_queue.hpp>
 
 #include <array>
@@ -47,14 +49,7 @@ constexpr auto k_hang_limit = 10s;
 // for observable state; it never orders threads.
 template <class Pred>
 bool eventually(Pred done) {
-  const auto give_up = clock_type::now() + k_hang_limit;
-  while (!done()) {
-    if (clock_type::now() >= give_up) {
-      return done();
-    }
-    std::this_thread::yield();
-  }
-  return true;
+  return flowpool_test::eventually(done, k_hang_limit);
 }
 
 #if defined(__linux__)

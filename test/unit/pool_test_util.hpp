@@ -3,6 +3,8 @@
 
 #include <flowpool/thread_pool.hpp>
 
+#include "test_support.hpp"
+
 #include <pthread.h>
 
 #include <array>
@@ -24,21 +26,6 @@ namespace flowpool_test {
 
 // The thread counts every contract test runs with.
 inline constexpr std::array<std::size_t, 3> k_thread_counts{1, 2, 8};
-
-// Polls `pred` until it holds or `limit` passes, and returns pred(). This only turns a would-be
-// hang into a failed CHECK; it never orders threads: with a correct library `pred` becomes true
-// whatever the scheduling, and the limit is far beyond any plausible delay.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= end) {
-      return pred();
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
-  return true;
-}
 
 // Gives a wrong implementation `window` to make `pred` true; returns true if it stayed false.
 // Used for "this call must still be blocked" checks: a correct library can never fail them, a

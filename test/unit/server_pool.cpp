@@ -3,6 +3,8 @@
 // names, stats, bad options, and submits refused after shutdown.
 #include <doctest/doctest.h>
 
+#include "test_support.hpp"
+
 #include <flowpool/server_pool.hpp>
 
 #include <pthread.h>
@@ -24,6 +26,8 @@
 #include <vector>
 
 namespace {
+
+using flowpool_test::eventually;
 
 using namespace std::chrono_literals;
 using flowpool::server_pool;
@@ -56,20 +60,6 @@ class slot_gate {
   std::latch m_entered;
   std::latch m_released{1};
 };
-
-// Polls `pred` until it holds or 20 s pass. It never orders threads; it only turns a would-be
-// hang into a failed CHECK.
-template <class Pred>
-bool eventually(Pred pred) {
-  const auto end = std::chrono::steady_clock::now() + 20s;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= end) {
-      return false;
-    }
-    std::this_thread::yield();
-  }
-  return true;
-}
 
 }  // namespace
 

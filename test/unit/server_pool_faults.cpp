@@ -2,6 +2,8 @@
 // request copies that throw, handlers and error callbacks that throw, and a queue that stays full.
 #include <doctest/doctest.h>
 
+#include "test_support.hpp"
+
 #include <flowpool/detail/thread_start.hpp>
 #include <flowpool/server_pool.hpp>
 
@@ -18,6 +20,8 @@
 #include <vector>
 
 namespace {
+
+using flowpool_test::eventually;
 
 using namespace std::chrono_literals;
 using flowpool::server_pool;
@@ -47,18 +51,6 @@ struct fragile {
   fragile& operator=(fragile&&) noexcept = default;
   ~fragile() = default;
 };
-
-template <class Pred>
-bool eventually(Pred pred) {
-  const auto end = std::chrono::steady_clock::now() + 20s;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= end) {
-      return false;
-    }
-    std::this_thread::yield();
-  }
-  return true;
-}
 
 }  // namespace
 
