@@ -23,17 +23,7 @@ design_result run_server_pool(const scenario_config& config) {
         serve(r, where.server, where.slot, 0, stream, out, [&](const request& next) { (void)self->submit(next); });
       }};
   self = &pool;
-  const std::vector<request> burst = stream.initial_burst();
-  result.t0 = bench_clock::now();
-  for (request r : burst) {
-    r.enqueued = bench_clock::now();
-    (void)pool.submit(r);
-  }
-  pool.join();
-  result.makespan = bench_clock::now() - result.t0;
-  pool.shutdown();
-  result.error = out.check();
-  result.records = out.take();
+  drive_queue_design(pool, stream, out, result);
   return result;
 }
 
