@@ -15,7 +15,8 @@ namespace flowpool {
 /// Constructing one is cheap: no allocation, no system call (a few words of state), so a group per
 /// recursive call (fib) is the intended use. It is reusable: after wait() returns, run() may add
 /// new tasks. One thread at a time may call wait(); run() may be called concurrently from any
-/// thread, including from the group's own tasks.
+/// thread, including from the group's own tasks, and also while another thread is in wait():
+/// such a task may or may not be covered by that wait() (a later wait() covers it).
 ///
 /// **Errors.** If tasks of the group throw, wait() rethrows the first exception captured; the
 /// others are dropped. A task discarded by thread_pool::shutdown_now() counts as having thrown
@@ -62,6 +63,8 @@ class task_group {
   /// @brief Returns when every task run() in this group so far (and every task they ran in it)
   /// has finished; then rethrows the first exception one of them threw, if any.
   ///
+  /// Tasks that other threads run() while this call waits may or may not be covered; one that
+  /// ends before the return may have its error reported here.
   /// One thread at a time. On one of the pool's workers it runs other tasks meanwhile (its own
   /// newest first, then the injection queue, then stolen ones), so nested fork-join never
   /// deadlocks, at any depth and with any thread count including 1. While the group's last tasks

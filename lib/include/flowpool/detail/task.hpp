@@ -58,8 +58,15 @@ class external_waiter {
 // outside thread is blocked in wait(), and the first exception a task threw.
 //
 // m_state = pending count (low 63 bits) | k_waiter_bit. Workers poll the count while helping;
-// an outside waiter sets the bit and sleeps on its own external_waiter, which the task that takes
-// the count to zero wakes.
+// an outside waiter sets the bit and sleeps on its own external_waiter.
+//
+// Who wakes the waiter, with run() called concurrently from other threads: the bit is cleared
+// only by a single CAS from `bit | 0` (the waiter taking it back because nothing is pending) or
+// from `bit | 1` straight to 0 (the task that ends the last pending task, which then wakes the
+// waiter). A state of `bit | 0` is never left for a completer to find, so exactly one thread
+// clears each registration, and a waiter returns only after that thread is done with the group:
+// either it cleared the bit itself, or the completer's wake() was its last access. A completer
+// that decremented without clearing the bit (`bit | k`, k > 1) never touches the group again.
 class group_state {
  public:
   // One more task will be queued. Called by run() before publishing the task.
@@ -70,37 +77,60 @@ class group_state {
   }
 
   // A task of the group ended (ran, threw, or was dropped by shutdown_now). Called once per task
-  // by the thread that ran or dropped it, after the task's callable was destroyed.
+  // by the thread that ran or dropped it, after the task's callable was destroyed. Once the count
+  // is zero the group may be destroyed: after the successful CAS this touches nothing of it, and
+  // the waiter it wakes lives on the waiting thread's stack.
   void complete_one() noexcept {
-    // Once the count is zero the group may be destroyed, except while an outside waiter is
-    // registered: it cannot return before wake(), so m_waiter is still readable after the RMW.
-    // acq_rel: release publishes this task's effects (and, through the RMW release sequence, those
-    // of every earlier task) to pending_acquire()/wait_external(); acquire pairs with
-    // wait_external()'s fetch_add of k_waiter_bit, making m_waiter readable.
-    const std::uint64_t before = m_state.fetch_sub(1, std::memory_order_acq_rel);
-    if (before == (k_waiter_bit | 1)) {
-      m_waiter->wake();
+    // acquire: pairs with wait_external()'s fetch_add of k_waiter_bit (release), so that when the
+    // bit is seen, m_waiter (written before that RMW) is readable.
+    std::uint64_t state = m_state.load(std::memory_order_acquire);
+    for (;;) {
+      const bool last_with_waiter = state == (k_waiter_bit | 1);
+      // Read before the CAS: once the CAS clears the bit, the waiter is ours to wake, but the
+      // group itself must not be touched again. Meaningful only if last_with_waiter.
+      external_waiter* const waiter = last_with_waiter ? m_waiter : nullptr;
+      // acq_rel: release publishes this task's effects (and, through the RMW release sequence,
+      // those of every earlier task) to pending_acquire() and the waiter; acquire (also on
+      // failure) keeps m_waiter readable as above when we retry with a newer state.
+      if (m_state.compare_exchange_weak(state, last_with_waiter ? 0 : state - 1, std::memory_order_acq_rel,
+                                        std::memory_order_acquire)) {
+        if (waiter != nullptr) {
+          waiter->wake();
+        }
+        return;
+      }
     }
   }
 
-  // Records `error` if it is the group's first. Called by the thread that ran the failing task,
-  // before that task's complete_one() (which publishes m_error).
+  // Records `error` if it is the group's first since the last take_error(). Called by the thread
+  // that ran the failing task, before that task's complete_one() (which publishes the record).
+  // A task that fails while take_error() is handing over the previous error waits for it (a few
+  // instructions) instead of being dropped.
   void capture(std::exception_ptr error) noexcept {
-    // acq_rel: only the winner writes m_error; its complete_one() release publishes the write.
-    if (!m_failed.exchange(true, std::memory_order_acq_rel)) {
-      m_error = std::move(error);
+    std::uint8_t expected = k_no_error;
+    // acquire, pairs with: take_error()'s release store of k_no_error (its read of m_error is
+    // finished before we overwrite it).
+    while (!m_error_state.compare_exchange_weak(expected, k_writing, std::memory_order_acquire,
+                                                std::memory_order_relaxed)) {
+      if (expected == k_writing || expected == k_recorded) {
+        return;  // not the first: dropped, as documented
+      }
+      // relaxed failure: k_taking, or a spurious failure; retried after the yield.
+      if (expected == k_taking) {
+        std::this_thread::yield();
+      }
+      expected = k_no_error;
     }
+    m_error = std::move(error);
+    // release, pairs with: take_error()'s acquire CAS; publishes m_error.
+    m_error_state.store(k_recorded, std::memory_order_release);
   }
 
-  // The pending count. acquire, pairs with: complete_one()'s fetch_sub; a zero means every task
-  // of the group has finished and its effects are visible.
+  // The pending count. acquire, pairs with: complete_one()'s CAS; a zero means every task of the
+  // group has finished and its effects are visible.
   [[nodiscard]] std::uint64_t pending_acquire() const noexcept {
     return m_state.load(std::memory_order_acquire) & ~k_waiter_bit;
   }
-
-  // True once a task of the group has thrown (a hint for early exit; relaxed: nothing is read
-  // through it, the exception itself is published by complete_one()).
-  [[nodiscard]] bool failed_relaxed() const noexcept { return m_failed.load(std::memory_order_relaxed); }
 
   // Blocks an outside thread until the pending count is zero. Only one thread may wait at a time.
   void wait_external() noexcept {
@@ -109,36 +139,61 @@ class group_state {
     }
     external_waiter waiter;
     m_waiter = &waiter;
-    // acq_rel: release publishes m_waiter to the complete_one() whose RMW reads this value or a
+    // acq_rel: release publishes m_waiter to the complete_one() whose CAS reads this value or a
     // later one; acquire pairs with earlier complete_one() releases.
     const std::uint64_t before = m_state.fetch_add(k_waiter_bit, std::memory_order_acq_rel);
-    if ((before & ~k_waiter_bit) != 0) {
-      waiter.wait();  // the last complete_one() wakes us
+    if (before == 0) {
+      // The last task ended between our check and the RMW: take the bit back. If a run() slipped
+      // in (`bit | k`), the CAS fails and the completer of the last of those tasks wakes us.
+      std::uint64_t expected = k_waiter_bit;
+      // acquire: pairs with the completers' releases (their effects are visible on return).
+      if (m_state.compare_exchange_strong(expected, 0, std::memory_order_acquire, std::memory_order_relaxed)) {
+        return;  // relaxed failure: we wait for the completer's wake-up, which orders the rest
+      }
     }
-    // relaxed: no task of the group is pending, so nothing else touches m_state until the next run().
-    m_state.fetch_and(~k_waiter_bit, std::memory_order_relaxed);
-    m_waiter = nullptr;
+    waiter.wait();  // the completer that cleared the bit wakes us
   }
 
   // After the count reached zero: takes the first exception (if any) and rearms the group.
-  // Called by the waiting thread only.
+  // Called by the waiting thread only. If a task is still recording its error (it threw and its
+  // capture() is between its two steps), waits for the record: that task may be one the wait
+  // covers whose own error capture() dropped because this one was first.
   [[nodiscard]] std::exception_ptr take_error() noexcept {
-    // acquire: pairs with capture()'s exchange (already ordered by the count, kept for clarity).
-    if (!m_failed.load(std::memory_order_acquire)) {
-      return nullptr;
+    std::uint8_t expected = k_recorded;
+    // acquire, pairs with: capture()'s release store of k_recorded; makes m_error readable.
+    // relaxed failure: k_no_error means nothing to read; k_writing is retried.
+    while (!m_error_state.compare_exchange_weak(expected, k_taking, std::memory_order_acquire,
+                                                std::memory_order_relaxed)) {
+      if (expected == k_no_error) {
+        return nullptr;
+      }
+      if (expected == k_writing) {
+        std::this_thread::yield();
+      }
+      expected = k_recorded;
     }
     std::exception_ptr error = std::move(m_error);
     m_error = nullptr;
-    m_failed.store(false, std::memory_order_relaxed);  // relaxed: no task of the group is pending
+    // release, pairs with: capture()'s acquire CAS; our accesses to m_error are finished.
+    m_error_state.store(k_no_error, std::memory_order_release);
     return error;
   }
 
  private:
   static constexpr std::uint64_t k_waiter_bit = std::uint64_t{1} << 63;
+  // m_error_state: who owns m_error. capture() takes it from k_no_error to k_writing and then
+  // k_recorded; take_error() from k_recorded to k_taking and then back to k_no_error.
+  static constexpr std::uint8_t k_no_error = 0;
+  static constexpr std::uint8_t k_writing = 1;
+  static constexpr std::uint8_t k_recorded = 2;
+  static constexpr std::uint8_t k_taking = 3;
+
   std::atomic<std::uint64_t> m_state{0};
-  std::atomic<bool> m_failed{false};
-  external_waiter* m_waiter = nullptr;  // written by the waiter before it sets k_waiter_bit
-  std::exception_ptr m_error;           // written by the first capture(), read by take_error()
+  std::atomic<std::uint8_t> m_error_state{k_no_error};
+  // Written by the waiter before it sets k_waiter_bit; read only by the completer that sees
+  // `bit | 1` for its own task, which no other thread can end first, so the registration is live.
+  external_waiter* m_waiter = nullptr;
+  std::exception_ptr m_error;  // owned as m_error_state says
 };
 
 }  // namespace flowpool::detail
