@@ -20,8 +20,20 @@
 // notifier in that window would otherwise make another futex call. m_signaled dedupes them: the
 // first notifier sets it and calls into the kernel; later ones see it set and skip. Every waiter
 // clears it when it prepares, cancels, or returns from commit_wait, so a notification whose
-// target had already left cannot keep it set while someone sleeps (the next preparer clears it
-// before its re-check, which is the Dekker read that the skipped notifier pairs with).
+// target had already left cannot keep it set while someone sleeps.
+//
+// What a skipped notifier relies on, precisely: its condition write, then its exchange of
+// m_signaled (which read true, so it is ordered before the waiter's clear), against the waiter's
+// clear, fence and re-check. That is the "R" litmus shape, and it forbids the re-check missing
+// the condition only if the notifier has a full barrier between its two writes. It has one when
+// it calls fence_seq_cst() (the producers' wake-up in run_found(), leave_searching_found_work()),
+// and on x86-64 the exchange itself is a locked instruction. notify_work()'s light fence is only
+// a compiler barrier where membarrier is used, so on a weaker machine (POWER allows R) the scan
+// that follows commit_wait() or cancel_wait() may miss that task. It is delayed, not lost: the
+// worker can sleep again only through prepare_wait() and the pool's asymmetric_fence_heavy(),
+// which acts as a full barrier in the notifier too, so either that re-check sees the task or the
+// notifier's exchange comes after the clear and is not skipped. The cost is up to one spin phase
+// of latency.
 #pragma once
 
 #include "atomics.hpp"
