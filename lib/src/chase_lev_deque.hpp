@@ -71,24 +71,39 @@ class chase_lev_deque {
 #endif
   }
 
-  // Owner: guarantees that the next push() has room, growing the buffer if needed.
-  // Throws std::bad_alloc (the deque is unchanged then).
+  // Owner: reserves room for one more push(), growing the buffer if needed. Reservations nest:
+  // the pool reserves before it constructs a task, and constructing it (a user's copy
+  // constructor) may itself submit to the pool from this worker, reserving and pushing again;
+  // every reservation keeps its own room, so the outer push() can never overwrite a slot.
+  // Throws std::bad_alloc (the deque is unchanged and nothing is reserved then).
   void make_room() {
     assert_owner();
     const std::int64_t b = m_bottom.load(std::memory_order_relaxed);  // relaxed: only the owner writes it
     // acquire, pairs with: steal()'s CAS on m_top, so the slots thieves vacated may be reused.
     const std::int64_t t = m_top.load(std::memory_order_acquire);
     buffer* a = m_buffer.load(std::memory_order_relaxed);  // relaxed: only the owner writes it
-    if (b - t >= a->capacity) {
+    if (b - t + m_reserved >= a->capacity) {
       grow(a, t, b);
     }
+    ++m_reserved;
   }
 
-  // Owner: pushes `value` at the bottom. Precondition: make_room() since the last push.
+  // Owner: gives back a reservation that will not be pushed.
+  void cancel_room() noexcept {
+    assert_owner();
+    FLOWPOOL_ASSERT(m_reserved > 0);
+    --m_reserved;
+  }
+
+  // Owner: pushes `value` at the bottom, using a reservation made by make_room().
   void push(T value) noexcept {
     assert_owner();
+    FLOWPOOL_ASSERT(m_reserved > 0);
+    --m_reserved;
     const std::int64_t b = m_bottom.load(std::memory_order_relaxed);  // relaxed: only the owner writes it
     buffer* a = m_buffer.load(std::memory_order_relaxed);             // relaxed: only the owner writes it
+    // Holds by construction (every push has its reservation); checking it in release builds would
+    // cost a load of m_top, the line thieves write, on every push.
     FLOWPOOL_ASSERT(b - m_top.load(std::memory_order_relaxed) < a->capacity);
     a->at(b).store(value, std::memory_order_relaxed);  // relaxed: published by the bottom store below
     // Release fence + relaxed store (paper): publishes the slot (and what `value` points to) to
@@ -212,7 +227,8 @@ class chase_lev_deque {
   alignas(k_cache_line) atomic<std::int64_t> m_top{0};
   // Written only by the owner; read by thieves. Own line, with the owner's buffer pointer.
   alignas(k_cache_line) atomic<std::int64_t> m_bottom{0};
-  atomic<buffer*> m_buffer;  // written only by the owner (grow); read by thieves
+  atomic<buffer*> m_buffer;     // written only by the owner (grow); read by thieves
+  std::int64_t m_reserved = 0;  // owner-only: make_room() calls not yet used by push() or cancel_room()
 #if !defined(NDEBUG)
   std::thread::id m_owner{};
 #endif

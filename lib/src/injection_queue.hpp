@@ -140,12 +140,20 @@ class injection_queue {
     return m_dequeue.load(std::memory_order_acquire);  // acquire: pairs with nothing; monotonic snapshot
   }
 
-  // A snapshot for the park re-check: true if some task was claimed and not yet popped.
+  // A snapshot for the park re-check: true if the oldest cell not yet popped holds a published
+  // task, i.e. a try_pop() now would find one. A cell that a producer has claimed but not yet
+  // published does not count: its producer may be slow or preempted inside the task's
+  // constructor for any length of time, and idle workers must sleep meanwhile instead of spinning
+  // (its publish() is followed by the producer's notify_work(), which wakes them). Published
+  // tasks behind it cannot be popped before it anyway (FIFO).
   // Under TSan both loads are seq_cst like the rest of that sequence.
   [[nodiscard]] bool looks_non_empty() const noexcept {
     const std::uint64_t d = m_dequeue.load(k_fenced_acquire);
-    const std::uint64_t e = m_enqueue.load(k_fenced_acquire) & ~k_closed_bit;
-    return e > d;
+    // pairs with: publish()'s store of seq (the Dekker re-check of the sleepers reads it).
+    const std::uint64_t seq = at(d).seq.load(k_fenced_acquire);
+    // seq == 2d: free or claimed, nothing to pop. seq == 2d + 1: published. Anything else: d was
+    // stale (a consumer moved on meanwhile); report work so the caller looks again.
+    return seq != 2 * d;
   }
 
   // Tasks claimed and not yet popped. relaxed: an estimate (used for the producers' wake-up
@@ -180,7 +188,7 @@ class injection_queue {
  private:
   static constexpr std::uint64_t k_closed_bit = std::uint64_t{1} << 63;
 
-  cell& at(std::uint64_t pos) noexcept {
+  [[nodiscard]] cell& at(std::uint64_t pos) const noexcept {
     return m_cells[m_mask != 0 || m_capacity == 1 ? (pos & m_mask) : (pos % m_capacity)];
   }
 

@@ -159,6 +159,9 @@ class pool_impl {
   event_count m_sleepers;
   alignas(k_cache_line) atomic<std::uint32_t> m_searching{0};
   event_count m_space;
+  // Outside producers that found the queue full and have not yet claimed a cell; try_post()
+  // refuses while it is non-zero. Written only on the blocking path; read by try_post().
+  alignas(k_cache_line) atomic<std::uint32_t> m_blocked_producers{0};
 
   alignas(k_cache_line) atomic<std::uint32_t> m_idle_waiters{0};
   std::mutex m_idle_mutex;

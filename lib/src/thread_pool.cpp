@@ -4,6 +4,8 @@
 #include <flowpool/thread_pool.hpp>
 
 #include <algorithm>
+#include <cstdio>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -21,6 +23,11 @@ thread_local worker* t_worker = nullptr;
 constexpr int k_spin_rounds = 64;
 constexpr int k_yield_after = 48;
 constexpr int k_pauses_per_round = 32;
+
+// shutdown_now() waiting for a producer to publish a claimed injection cell: yields first, then
+// sleeps this long per check.
+constexpr int k_drain_yields = 64;
+constexpr std::chrono::microseconds k_drain_backoff{100};
 
 std::uint64_t next_random(std::uint64_t& state) noexcept {  // xorshift64*
   state ^= state >> 12;
@@ -140,12 +147,18 @@ std::size_t pool_impl::shutdown_now(worker* self) noexcept {
   task t;
   std::uint64_t position = 0;
   // Drain the injection queue: every accepted task is popped, by us or by a worker (which drops
-  // it too). A cell claimed before close() but not yet published is waited for.
+  // it too). A cell claimed before close() but not yet published is waited for: its producer is
+  // inside the task's constructor (try_post() builds in the cell), which may take any time, so
+  // after a few yields this backs off to short sleeps instead of spinning.
+  int misses = 0;
   while (m_injection.consumed() < m_injection.accepted()) {
     if (m_injection.try_pop(t, position)) {
       drop(t);
-    } else {
+      misses = 0;
+    } else if (++misses < k_drain_yields) {
       std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(k_drain_backoff);
     }
   }
   // Drain every deque from the top, as a thief.
@@ -225,10 +238,43 @@ task_claim pool_impl::claim(worker* self, bool blocking) {
     }
     return {&n->work, n, true};
   }
+  // try_post() does not overtake an outside producer blocked on a full queue: otherwise
+  // try_post() callers that keep the queue above half capacity (where the blocked are woken)
+  // could keep it asleep for ever. relaxed: a hint; a stale zero lets one try_post() in ahead of
+  // the blocked producer, never more than once per try_post() call, and the producer's wake-up
+  // depends only on the queue draining, which the refusals let happen.
+  if (!blocking && m_blocked_producers.load(std::memory_order_relaxed) != 0) {
+    return {};
+  }
+  // A producer counts itself as blocked from its first `full` until it has claimed a cell (or
+  // the queue closed), including the retries after each wake-up, so that try_post() callers
+  // cannot take the room it was woken for.
+  class blocked_count {
+   public:
+    explicit blocked_count(atomic<std::uint32_t>& counter) noexcept : count(counter) {}
+    void enter() noexcept {
+      if (!counted) {
+        count.fetch_add(1, std::memory_order_relaxed);  // relaxed: a hint for try_post(), see above
+        counted = true;
+      }
+    }
+    blocked_count(const blocked_count&) = delete;
+    blocked_count& operator=(const blocked_count&) = delete;
+    ~blocked_count() {
+      if (counted) {
+        count.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as enter()
+      }
+    }
+
+   private:
+    atomic<std::uint32_t>& count;
+    bool counted = false;
+  } blocked{m_blocked_producers};
   for (;;) {
     injection_queue::cell* c = nullptr;
     injection_queue::claim_status s = m_injection.try_claim(c);
     if (s == injection_queue::claim_status::full && blocking) {
+      blocked.enter();
       // Park until a consumer frees a cell (or the queue closes). pairs with: the consumer's
       // seq store + fence_seq_cst() + has_waiters() in run_found(); and close() + wake_all().
       const event_count::key k = m_space.prepare_wait();
@@ -274,6 +320,7 @@ void pool_impl::publish(worker* self, task_claim claim) noexcept {
 
 void pool_impl::abandon(worker* self, task_claim claim) noexcept {
   if (claim.local) {
+    self->deque.cancel_room();
     release_node(self, static_cast<task_node*>(claim.handle));
   } else {
     // The cell was claimed (and counted as accepted): publish it empty; a worker skips it.
@@ -632,7 +679,18 @@ thread_pool::thread_pool(std::size_t threads) : thread_pool(make_options(threads
 
 thread_pool::thread_pool(pool_options options) : m_impl(std::make_unique<detail::pool_impl>(std::move(options))) {}
 
-thread_pool::~thread_pool() = default;  // pool_impl's destructor shuts down gracefully and joins
+thread_pool::~thread_pool() {
+  if (on_own_worker()) {
+    // Joining would wait for this very thread: it would hang in wait_quiescent() (this task never
+    // completes) or deadlock in join(). Say why before terminating, as documented.
+    std::fputs(
+        "flowpool: a thread_pool was destroyed from one of its own worker threads (a task deleted or "
+        "destroyed the pool that runs it); the destructor would wait for itself. Calling std::terminate().\n",
+        stderr);
+    std::terminate();
+  }
+  // m_impl's destructor shuts down gracefully and joins.
+}
 
 detail::task_claim thread_pool::claim(bool blocking) {
   detail::worker* self = detail::pool_impl::current_worker();

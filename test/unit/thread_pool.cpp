@@ -6,19 +6,28 @@
 
 #include <flowpool/thread_pool.hpp>
 
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdlib>
 #include <exception>
+#include <fstream>
+#include <functional>
 #include <future>
+#include <iterator>
 #include <latch>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <numeric>
 #include <optional>
+#include <semaphore>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -932,5 +941,206 @@ TEST_SUITE("thread_pool") {
       CHECK(child_value == 12);
       // The same through wait_idle_for and through the destructor is covered by the stress test.
     }
+  }
+}
+
+// Issue 9: edge defects of submission (re-entrant construction, a producer stalled inside its
+// task's construction, try_post starving blocked producers).
+namespace {
+
+// A callable whose noexcept move constructor, once armed, runs `on_move` (once): user code that
+// runs while the pool has a slot claimed for the task and not yet published.
+struct move_hook {
+  std::shared_ptr<std::function<void()>> on_move;
+  std::atomic<int>* ran;
+
+  move_hook(std::shared_ptr<std::function<void()>> hook, std::atomic<int>* counter)
+      : on_move(std::move(hook)), ran(counter) {}
+  move_hook(const move_hook&) = delete;
+  move_hook& operator=(const move_hook&) = delete;
+  move_hook& operator=(move_hook&&) = delete;
+  move_hook(move_hook&& other) noexcept : on_move(std::move(other.on_move)), ran(other.ran) {
+    if (on_move && *on_move) {
+      std::function<void()> hook = std::exchange(*on_move, nullptr);  // fire once
+      hook();
+    }
+  }
+  ~move_hook() = default;
+  void operator()() const { ran->fetch_add(1, std::memory_order_relaxed); }
+};
+
+// The scheduler state of thread `tid` of this process ('R', 'S', ...), from /proc; '?' if unknown.
+char thread_state(pid_t tid) {
+  std::ifstream stat("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const std::size_t paren = text.rfind(')');  // the name may contain spaces and parentheses
+  return paren != std::string::npos && paren + 2 < text.size() ? text[paren + 2] : '?';
+}
+
+// The CPU time a thread has used, from its CPU clock.
+std::chrono::nanoseconds thread_cpu_time(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+}  // namespace
+
+TEST_SUITE("thread_pool") {
+  TEST_CASE("a task whose construction posts to the same pool from a worker overwrites nothing in the deque" *
+            doctest::timeout(60)) {
+    // One worker, no thieves. The outer task reserves room, then its move constructor pushes
+    // `nested` tasks from the same worker. When before + nested == 256 (the initial capacity) the
+    // nested pushes fill the deque exactly, and the outer push used to overwrite the oldest task
+    // (only a debug assertion guarded it). The other shapes make the deque grow on the way.
+    const std::pair<int, int> shapes[] = {{255, 1}, {254, 2}, {200, 56}, {0, 256}, {255, 300}, {0, 0}};
+    for (const std::pair<int, int>& shape : shapes) {
+      const int before = shape.first;
+      const int k_nested = shape.second;
+      CAPTURE(before);
+      CAPTURE(k_nested);
+      thread_pool pool{pool_options{.threads = 1}};
+      std::atomic<int> ran{0};
+      auto hook = std::make_shared<std::function<void()>>();
+      std::promise<void> posted;
+      pool.post([&] {
+        for (int i = 0; i < before; ++i) {
+          pool.post([&ran] { ran.fetch_add(1, std::memory_order_relaxed); });
+        }
+        *hook = [&] {
+          for (int i = 0; i < k_nested; ++i) {
+            pool.post([&ran] { ran.fetch_add(1, std::memory_order_relaxed); });
+          }
+        };
+        pool.post(move_hook(hook, &ran));  // an rvalue: moved into the claimed node, running the hook
+        posted.set_value();
+      });
+      posted.get_future().get();
+      pool.wait_idle();
+      CHECK(ran.load() == before + k_nested + 1);
+      CHECK(pool.stats().submitted == static_cast<std::uint64_t>(before + k_nested + 2));
+    }
+  }
+
+  TEST_CASE("an idle pool stays idle while an outside producer is stalled inside its task's construction" *
+            doctest::timeout(120)) {
+    // SIGSTOP would stop the whole process (workers included), so a producer blocked inside its
+    // task's move constructor stands in for one stopped or preempted there: it has claimed an
+    // injection cell and not published it. The workers must park (not spin on the claimed cell and
+    // send membarrier IPIs), and run the task once it is published.
+    constexpr std::size_t k_workers = 2;
+    thread_pool pool{pool_options{.threads = k_workers, .queue_capacity = 8}};
+    // Each worker reports its CPU clock.
+    std::vector<clockid_t> clocks(k_workers);
+    std::vector<int> clock_errors(k_workers, -1);
+    {
+      std::latch all_in(static_cast<std::ptrdiff_t>(k_workers));
+      for (std::size_t i = 0; i < k_workers; ++i) {
+        pool.post([&] {
+          const std::size_t index = *thread_pool::this_worker_index();
+          clock_errors[index] = pthread_getcpuclockid(pthread_self(), &clocks[index]);
+          all_in.arrive_and_wait();  // each worker runs exactly one of these
+        });
+      }
+      pool.wait_idle();
+    }
+    REQUIRE(clock_errors == std::vector<int>(k_workers, 0));
+    std::latch in_window(1);
+    std::latch resume(1);
+    std::atomic<int> ran{0};
+    auto hook = std::make_shared<std::function<void()>>([&] {
+      in_window.count_down();
+      resume.wait();
+    });
+    std::thread producer([&] { CHECK(pool.try_post(move_hook(hook, &ran))); });
+    in_window.wait();
+    const auto total_parks = [&] {
+      std::uint64_t total = 0;
+      for (const auto& w : pool.stats().workers) {
+        total += w.parks;
+      }
+      return total;
+    };
+    const std::uint64_t parks_before = total_parks();
+    // Wake a worker: this task is queued behind the claimed cell, so the worker cannot run it yet.
+    // It must go back to sleep (a spinning worker cancels every park and never counts one).
+    std::atomic<int> behind_ran{0};
+    pool.post([&behind_ran] { behind_ran.fetch_add(1); });
+    CHECK(flowpool_test::eventually([&] { return total_parks() > parks_before; }));
+    // And they stay asleep: over a 300 ms window their CPU time barely moves (a spinning worker
+    // would use most of it). Generous bound: it only separates sleeping from spinning.
+    std::chrono::nanoseconds cpu_before{0};
+    for (const clockid_t c : clocks) {
+      cpu_before += thread_cpu_time(c);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a measurement window, not synchronisation
+    std::chrono::nanoseconds cpu_after{0};
+    for (const clockid_t c : clocks) {
+      cpu_after += thread_cpu_time(c);
+    }
+    const auto used = std::chrono::duration_cast<std::chrono::milliseconds>(cpu_after - cpu_before);
+    MESSAGE("worker CPU during a 300 ms stall: " << used.count() << " ms");
+    CHECK(used < std::chrono::milliseconds(60));
+    CHECK(ran.load() == 0);
+    CHECK(behind_ran.load() == 0);  // FIFO: still behind the unpublished cell
+    resume.count_down();
+    producer.join();
+    pool.wait_idle();
+    CHECK(ran.load() == 1);
+    CHECK(behind_ran.load() == 1);
+  }
+
+  TEST_CASE("blocked post() is not starved by try_post() callers that keep the queue full" * doctest::timeout(120)) {
+    // Deterministic: gated tasks let the test free one cell at a time, and after each the test
+    // calls try_post once, as a caller that keeps the queue full would. Blocked producers are
+    // woken when the queue drains to half its capacity, so before the fix (try_post took every
+    // freed cell) the blocked post() never returned; now try_post refuses while a producer is
+    // blocked, the queue drains, and the producer gets its cell.
+    constexpr std::size_t k_capacity = 4;
+    thread_pool pool{pool_options{.threads = 1, .queue_capacity = k_capacity}};
+    std::counting_semaphore<> permits(0);
+    std::atomic<int> started{0};
+    auto gated = [&] {
+      started.fetch_add(1);
+      permits.acquire();
+    };
+    REQUIRE(pool.try_post(gated));
+    REQUIRE(flowpool_test::eventually([&] { return started.load() == 1; }));  // the worker is held
+    std::size_t queued = 0;
+    while (pool.try_post(gated)) {
+      ++queued;
+    }
+    REQUIRE(queued == k_capacity);
+    std::atomic<bool> producer_done{false};
+    std::atomic<pid_t> producer_tid{0};
+    std::thread producer([&] {
+      producer_tid.store(static_cast<pid_t>(syscall(SYS_gettid)));
+      pool.post(gated);  // blocks: the queue is full
+      producer_done.store(true);
+    });
+    // Wait until the producer sleeps (state S) inside post().
+    REQUIRE(flowpool_test::eventually([&] {
+      const pid_t tid = producer_tid.load();
+      return tid != 0 && !producer_done.load() && thread_state(tid) == 'S';
+    }));
+    int overtaken = 0;
+    int released = 0;
+    for (; released < 20 && !producer_done.load(); ++released) {
+      permits.release();  // the running task ends; the worker pops the next one, freeing a cell
+      const int expected = released + 2;
+      REQUIRE(flowpool_test::eventually([&] { return started.load() == expected; }));
+      if (!producer_done.load() && pool.try_post(gated)) {
+        ++overtaken;
+      }
+    }
+    const bool done_in_loop =
+        flowpool_test::eventually([&] { return producer_done.load(); }, std::chrono::milliseconds(5000));
+    CHECK(done_in_loop);
+    // One try_post may slip in between the producer's claim and its flag; none overtakes it.
+    CHECK(overtaken <= 1);
+    permits.release(1000);  // drain everything (far more permits than tasks)
+    producer.join();
+    pool.wait_idle();
+    MESSAGE("cells freed before the blocked post() got one: " << released << ", try_post successes: " << overtaken);
   }
 }

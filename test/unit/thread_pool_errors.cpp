@@ -9,6 +9,10 @@
 #include <flowpool/task_group.hpp>
 #include <flowpool/thread_pool.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -355,5 +359,44 @@ TEST_SUITE("thread_pool errors") {
     }
     CHECK(stage.load() == 1);
     releaser.join();
+  }
+}
+
+TEST_SUITE("thread_pool") {
+  TEST_CASE("destroying a pool from one of its own workers terminates with a message" * doctest::timeout(60)) {
+    // A death test: the child process builds a pool and posts a task that deletes it. The child
+    // must die of SIGABRT (std::terminate) with a message naming the cause, not hang in the
+    // destructor (it used to wait for itself in wait_quiescent()).
+    int err_pipe[2];
+    REQUIRE(pipe(err_pipe) == 0);
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      // Child: stderr into the pipe; a hang is cut short by SIGALRM (a different signal).
+      dup2(err_pipe[1], STDERR_FILENO);
+      close(err_pipe[0]);
+      alarm(30);
+      auto* pool = new thread_pool(2);
+      pool->post([pool] { delete pool; });
+      for (;;) {
+        pause();  // the worker's std::terminate() ends the process
+      }
+    }
+    close(err_pipe[1]);
+    std::string text;
+    char buffer[512];
+    for (;;) {  // until the child's end closes the pipe (bounded by the child's alarm)
+      const ssize_t n = read(err_pipe[0], buffer, sizeof buffer);
+      if (n <= 0) {
+        break;
+      }
+      text.append(buffer, static_cast<std::size_t>(n));
+    }
+    close(err_pipe[0]);
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    REQUIRE(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGABRT);
+    CHECK(text.find("destroyed from one of its own worker threads") != std::string::npos);
   }
 }

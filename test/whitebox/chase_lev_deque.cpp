@@ -37,6 +37,32 @@ TEST_SUITE("chase_lev_deque") {
     CHECK(deque.steal().outcome == steal_outcome::empty);
   }
 
+  TEST_CASE("nested reservations each keep their room: a reservation made before nested pushes never overwrites") {
+    // The pool reserves (make_room) before it builds a task; building it may push to the same
+    // deque (a re-entrant submit). The outer push must still have its own slot.
+    std::vector<int> values(8);
+    chase_lev_deque<int*> deque(4);
+    deque.push_growing(&values[0]);
+    deque.push_growing(&values[1]);
+    deque.push_growing(&values[2]);
+    deque.make_room();  // outer reservation: the deque holds 3 of 4
+    for (int i = 3; i < 7; ++i) {
+      deque.push_growing(&values[static_cast<std::size_t>(i)]);  // nested: make_room + push
+    }
+    deque.push(&values[7]);  // the outer push, last
+    std::vector<int*> seen;
+    while (const auto popped = deque.pop()) {
+      seen.push_back(*popped);
+    }
+    REQUIRE(seen.size() == values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      CHECK(seen[values.size() - 1 - i] == &values[i]);  // newest first, nothing overwritten
+    }
+    deque.make_room();
+    deque.cancel_room();  // a reservation given back leaves nothing behind
+    CHECK_FALSE(deque.pop().has_value());
+  }
+
   TEST_CASE("a thief takes the oldest item; an empty deque reports empty, not lost_race") {
     std::array<int, 3> values{};
     chase_lev_deque<int*> deque(2);

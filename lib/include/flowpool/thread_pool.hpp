@@ -73,7 +73,11 @@ struct pool_options {
 /// over-aligned and nothrow-move-constructible (see detail::is_small_task_inline_v).
 ///
 /// **Not guaranteed.** Tasks do not start in submission order, not even those of one thread.
-/// Which worker runs a task is unspecified. Fairness between external producers is not guaranteed.
+/// Which worker runs a task is unspecified. Fairness between external producers blocked on a full
+/// queue is not guaranteed (they are woken together and race for room; try_post() callers never
+/// overtake them, see try_post()). The injection queue is FIFO and an rvalue callable is moved
+/// into its cell after the cell is claimed, so a producer preempted inside that move delays the
+/// tasks queued behind it (idle workers sleep meanwhile); an lvalue is copied before the claim.
 ///
 /// **Memory ordering.** Everything the submitting thread did before submit()/post()/try_post()
 /// (returning true) or task_group::run() happens-before the task starts. The end of a task
@@ -111,7 +115,9 @@ class thread_pool {
   /// @brief Graceful stop: stops accepting tasks, runs every accepted task (and every task those
   /// spawn), then joins the workers.
   ///
-  /// Must not run on one of the pool's own workers (that would join itself: std::terminate).
+  /// Must not run on one of the pool's own workers (a task that deletes the pool that runs it):
+  /// the destructor would wait for itself, so it prints a message naming the cause to stderr and
+  /// calls std::terminate() instead.
   /// Blocks until the work is done. Allocates nothing. Does not throw.
   /// Memory ordering: the end of every task happens-before the destructor returns.
   ~thread_pool();
@@ -175,9 +181,14 @@ class thread_pool {
     enqueue(std::forward<F>(f), nullptr, true);
   }
 
-  /// @brief Like post(), but never blocks: returns false when the injection queue is full or the
-  /// pool no longer accepts tasks. `f` is moved from only when the call returns true.
+  /// @brief Like post(), but never blocks: returns false when the injection queue is full, when an
+  /// outside producer is blocked in submit()/post() waiting for room, or when the pool no longer
+  /// accepts tasks. `f` is moved from only when the call returns true.
   ///
+  /// try_post() never overtakes a blocked producer: while one waits, try_post() from outside the
+  /// pool refuses, so the queue drains to the level at which the blocked are woken (half its
+  /// capacity) and their wait is bounded however many try_post() callers keep trying. From one of
+  /// the pool's workers it pushes onto the worker's deque as post() does.
   /// Any thread; never blocks; allocates as post().
   /// Memory ordering: as post(), when it returns true.
   /// @param f the callable.
@@ -265,17 +276,35 @@ class thread_pool {
   void help_while_pending(detail::group_state& group) noexcept;
   bool wait_idle_until(detail::deadline deadline);
 
+  // Queues `f`. Between claim() and publish() the claimed slot holds up every later task of the
+  // injection queue (it is FIFO), so only a move runs there: a copy (an lvalue `f`), which may be
+  // slow or may even submit to this pool itself, is made before the claim. An rvalue is moved
+  // into the slot directly, so that a refused submission leaves it with the caller.
   template <class F>
   bool enqueue(F&& f, detail::group_state* group, bool blocking) {
+    if constexpr (std::is_lvalue_reference_v<F>) {
+      detail::small_task copy(f);  // may throw: nothing is claimed yet; `f` is untouched anyway
+      return enqueue_in_place(std::move(copy), group, blocking);
+    } else {
+      return enqueue_in_place(std::forward<F>(f), group, blocking);
+    }
+  }
+
+  template <class F>
+  bool enqueue_in_place(F&& f, detail::group_state* group, bool blocking) {
     const detail::task_claim reserved = claim(blocking);
     if (reserved.slot == nullptr) {
       return false;
     }
-    try {
-      reserved.slot->emplace(std::forward<F>(f));
-    } catch (...) {
-      abandon(reserved);
-      throw;
+    if constexpr (std::is_same_v<std::remove_cvref_t<F>, detail::small_task>) {
+      static_cast<detail::small_task&>(*reserved.slot) = std::move(f);  // noexcept relocation
+    } else {
+      try {
+        reserved.slot->emplace(std::forward<F>(f));
+      } catch (...) {
+        abandon(reserved);
+        throw;
+      }
     }
     reserved.slot->group = group;  // always: the slot may hold a stale pointer from its last use
     if (group != nullptr) {
