@@ -20,7 +20,6 @@
 #include <fstream>
 #include <functional>
 #include <future>
-#include <iterator>
 #include <latch>
 #include <memory>
 #include <mutex>
@@ -972,7 +971,8 @@ struct move_hook {
 // The scheduler state of thread `tid` of this process ('R', 'S', ...), from /proc; '?' if unknown.
 char thread_state(pid_t tid) {
   std::ifstream stat("/proc/self/task/" + std::to_string(tid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::string text;
+  std::getline(stat, text);
   const std::size_t paren = text.rfind(')');  // the name may contain spaces and parentheses
   return paren != std::string::npos && paren + 2 < text.size() ? text[paren + 2] : '?';
 }
