@@ -44,7 +44,10 @@ namespace flowpool {
 /// **Exceptions.** If T's copy or move constructor throws inside a member, the exception reaches
 /// the caller, no lock stays held, and the queue is as it was: a throwing put adds nothing, a
 /// throwing get leaves the item at the front. Items are moved out with `std::move_if_noexcept`,
-/// so for a copyable T whose move may throw the queued item is copied and left intact.
+/// so for a copyable T whose move may throw the queued item is copied and left intact. A throw
+/// never costs another thread its wake-up: a getter (putter) whose take (push) throws after it
+/// was woken for an item (for room) wakes another sleeping getter (putter) before the exception
+/// leaves the call, since the item (the room) is still there.
 ///
 /// **Lifetime.** Destroying the queue while a thread is inside one of its members is undefined
 /// behaviour; shut it down and join those threads first. Remaining items are destroyed with it.
@@ -86,7 +89,8 @@ class bounded_queue {
   /// Memory ordering: see the class description.
   /// @param item the item to copy in; untouched on failure.
   /// @return `true` once added; `false` if the queue is (or becomes, while waiting) shut down.
-  /// @throws whatever T's copy constructor or the allocator throws; nothing is added then.
+  /// @throws whatever T's copy constructor or the allocator throws; nothing is added then, and
+  ///         another putter blocked on the full queue is woken in this call's place.
   [[nodiscard]] bool put(const T& item) { return put_until(item, detail::deadline::never()); }
 
   /// @brief Appends `item` by moving it, blocking while the queue is full.
@@ -94,7 +98,8 @@ class bounded_queue {
   /// Any thread; blocks while full and open; may allocate (storage growth).
   /// @param item the item to move in; moved from only when the call returns `true`.
   /// @return `true` once added; `false` if the queue is (or becomes, while waiting) shut down.
-  /// @throws whatever T's move constructor or the allocator throws; nothing is added then.
+  /// @throws whatever T's move constructor or the allocator throws; nothing is added then, and
+  ///         another putter blocked on the full queue is woken in this call's place.
   [[nodiscard]] bool put(T&& item) { return put_until(std::move(item), detail::deadline::never()); }
 
   /// @brief Appends a copy of `item` if there is room now. Any thread; never blocks; may allocate.
@@ -158,7 +163,8 @@ class bounded_queue {
   /// Memory ordering: see the class description.
   /// @return the item; `std::nullopt` once the queue is shut down and has nothing left to hand
   ///         out (after `shutdown()` the remaining items are still returned first).
-  /// @throws whatever T's move (or copy) constructor throws; the item then stays queued.
+  /// @throws whatever T's move (or copy) constructor throws; the item then stays at the front,
+  ///         and another getter blocked on the queue is woken in this call's place.
   [[nodiscard]] std::optional<T> get() { return get_until(detail::deadline::never()); }
 
   /// @brief Removes and returns the oldest item if there is one now. Any thread; never blocks.
@@ -387,21 +393,27 @@ class bounded_queue {
   };
 
   // Pops the front item when the scope ends without an exception, i.e. after the caller's return
-  // value has been move-constructed from it; if that move throws, the item stays queued.
+  // value has been move-constructed from it. If that move (or copy) throws, the item stays queued
+  // and the wake-up this getter may have been sent for it is handed on to another sleeping getter
+  // (issue 9, item 2), which releases `lock` before the exception leaves get.
+  // Used only when the take can throw (k_nothrow_take is false).
   class pop_on_success {
    public:
-    pop_on_success(bounded_queue& queue, wake_on_exit& wake_putter) noexcept
-        : m_queue(queue), m_wake_putter(wake_putter) {}
+    pop_on_success(bounded_queue& queue, std::unique_lock<std::mutex>& lock, wake_on_exit& wake_putter) noexcept
+        : m_queue(queue), m_lock(lock), m_wake_putter(wake_putter) {}
     pop_on_success(const pop_on_success&) = delete;
     pop_on_success& operator=(const pop_on_success&) = delete;
     ~pop_on_success() {
       if (std::uncaught_exceptions() == m_exceptions) {
         m_queue.pop_front_locked(m_wake_putter);
+      } else {
+        pass_on_wake_up(m_queue.m_not_empty, m_queue.m_getters, m_lock);
       }
     }
 
    private:
     bounded_queue& m_queue;
+    std::unique_lock<std::mutex>& m_lock;
     wake_on_exit& m_wake_putter;
     int m_exceptions = std::uncaught_exceptions();
   };
@@ -440,6 +452,24 @@ class bounded_queue {
     return true;
   }
 
+  // Called when a thread's put or get threw after it had passed its wait (the item, or the room,
+  // is still there: the strong guarantee). That thread may have been the one sleeper a notify was
+  // claimed for (see sleepers); it has given the notify back in woke(), so without this the state
+  // change would stay unannounced to the others, which would sleep on (issue 9, item 2). So it
+  // claims one more sleeper of the same condition variable, releases `lock` and notifies it,
+  // exactly as wake_on_exit would. If the thread had not used up a notify (it never slept, or
+  // woke spuriously), this costs one extra wake-up, on an exception path only; the woken thread
+  // re-checks its condition as every woken thread does.
+  // Precondition: `lock` holds m_mutex. Postcondition: it does not.
+  static void pass_on_wake_up(std::condition_variable& cv, sleepers& sleeping,
+                              std::unique_lock<std::mutex>& lock) noexcept {
+    const bool claimed = sleeping.claim_one();
+    lock.unlock();
+    if (claimed) {
+      cv.notify_one();
+    }
+  }
+
   template <class U>
   bool put_until(U&& item, const detail::deadline& deadline) {
     wake_on_exit wake_getter{m_not_empty, m_getters};  // destroyed last: notifies after the unlock
@@ -449,7 +479,16 @@ class bounded_queue {
         m_shut_down) {
       return false;
     }
-    push_locked(std::forward<U>(item), wake_getter);
+    try {
+      push_locked(std::forward<U>(item), wake_getter);
+    } catch (...) {
+      // T's constructor or the storage growth threw, so nothing was added and the room this
+      // putter may have been woken for is still there: hand that wake-up on (issue 9, item 2).
+      // Zero cost until something throws (table-based unwinding), so no `if constexpr` here:
+      // growth may throw std::bad_alloc whatever T is.
+      pass_on_wake_up(m_not_full, m_putters, lock);
+      throw;
+    }
     return true;
   }
 
@@ -478,19 +517,21 @@ class bounded_queue {
     if (m_items.empty()) {
       return std::nullopt;
     }
-    return take_front(wake_putter);
+    return take_front(lock, wake_putter);
   }
 
-  // Precondition: the mutex is held and the queue is not empty. If taking the item can throw,
-  // the returned prvalue is built directly in the caller's return slot (guaranteed copy
-  // elision) before pop_on_success pops the front, so a throw leaves it queued.
-  std::optional<T> take_front(wake_on_exit& wake_putter) noexcept(k_nothrow_take) {
+  // Precondition: `lock` holds the mutex and the queue is not empty. If taking the item can
+  // throw, the returned prvalue is built directly in the caller's return slot (guaranteed copy
+  // elision) before pop_on_success pops the front, so a throw leaves it queued (and hands the
+  // wake-up on). If it cannot throw, nothing of that is compiled in.
+  std::optional<T> take_front([[maybe_unused]] std::unique_lock<std::mutex>& lock,
+                              wake_on_exit& wake_putter) noexcept(k_nothrow_take) {
     if constexpr (k_nothrow_take) {
       std::optional<T> item(std::in_place, std::move_if_noexcept(m_items.front()));
       pop_front_locked(wake_putter);
       return item;
     } else {
-      pop_on_success pop{*this, wake_putter};
+      pop_on_success pop{*this, lock, wake_putter};
       return std::optional<T>(std::in_place, std::move_if_noexcept(m_items.front()));
     }
   }
