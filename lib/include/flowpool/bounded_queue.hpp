@@ -49,8 +49,23 @@ namespace flowpool {
 /// was woken for an item (for room) wakes another sleeping getter (putter) before the exception
 /// leaves the call, since the item (the room) is still there.
 ///
-/// **Lifetime.** Destroying the queue while a thread is inside one of its members is undefined
-/// behaviour; shut it down and join those threads first. Remaining items are destroyed with it.
+/// **Lifetime.** Destroying the queue while a thread is inside one of its members, or may still
+/// call one, is undefined behaviour; remaining items are destroyed with it. One exception makes
+/// the natural patterns safe: the calls that end a wait for "done", `task_done()`, `shutdown()`
+/// and `shutdown_now()`, send their notifies before they release the mutex and touch nothing of
+/// the queue after that. So the queue may be destroyed at once, even while the thread that made
+/// such a call has not returned from it yet, as soon as
+/// - a `join()` (or a `join_for()` that returned `true`) has returned, or
+/// - a `get()` has returned `std::nullopt` or a `put()` has returned `false` because of a
+///   shutdown,
+///
+/// provided every *other* thread has returned from its last call (a consumer whose last call was
+/// `task_done()` counts as returned once `join()` has). In Python terms: `q.join()`, then
+/// `del q`. That exception does not extend to `put` and `get`: they notify after releasing the
+/// mutex (so the woken thread does not block on a mutex still held, on every item), so a
+/// consumer that receives the last item must not destroy the queue until the producer's `put`
+/// has returned (join the producer thread, or have it signal after the call), and likewise for a
+/// producer let in by a `get`.
 ///
 /// @tparam T the element type; it must be destructible without throwing, and either nothrow
 ///           move-constructible or copy-constructible (rejected at compile time otherwise: a
@@ -80,7 +95,9 @@ class bounded_queue {
   bounded_queue& operator=(const bounded_queue&) = delete;  ///< Not copyable.
   bounded_queue(bounded_queue&&) = delete;                  ///< Not movable: threads hold references to it.
   bounded_queue& operator=(bounded_queue&&) = delete;       ///< Not movable.
-  /// @brief Destroys the remaining items. No thread may be inside a member at this point.
+  /// @brief Destroys the remaining items. No thread may be inside a member at this point, except
+  /// one still returning from the `task_done()`, `shutdown()` or `shutdown_now()` that released
+  /// the destroying thread (see Lifetime in the class description).
   ~bounded_queue() = default;
 
   /// @brief Appends a copy of `item`, blocking while the queue is full.
@@ -188,11 +205,15 @@ class bounded_queue {
   ///
   /// Any thread; never blocks (beyond the queue's mutex); never allocates.
   /// Memory ordering: this call happens-before the return of any `join()` it releases.
+  /// Lifetime: it notifies the released joiners before it releases the mutex and then touches
+  /// nothing of the queue, so a released `join()` caller may destroy the queue at once.
   /// @throws std::logic_error if the unfinished count is already 0 (called more often than items
   ///         were put); the count stays unchanged.
   void task_done() {
-    wake_on_exit wake_joiners{m_all_done, m_joiners};
     std::lock_guard lock(m_mutex);
+    // Declared after the lock, so it notifies before the unlock: once the mutex is released this
+    // call touches nothing of the queue, and a released join() caller may destroy it at once.
+    wake_on_exit wake_joiners{m_all_done, m_joiners};
     if (m_unfinished == 0) {
       throw std::logic_error(
           "flowpool::bounded_queue::task_done(): called more times than items were put "
@@ -209,6 +230,9 @@ class bounded_queue {
   ///
   /// Any thread; blocks; never allocates; never throws.
   /// Memory ordering: every `task_done()` that counted towards zero happens-before the return.
+  /// Lifetime: once it returns, the caller may destroy the queue at once, even while the
+  /// `task_done()` or `shutdown_now()` that released it is still returning (see the class
+  /// description for the other threads).
   void join() noexcept { (void)join_until(detail::deadline::never()); }
 
   /// @brief As `join()`, waiting at most `timeout`.
@@ -224,10 +248,14 @@ class bounded_queue {
   /// and in `get` on an empty queue (they return `std::nullopt`). Idempotent.
   ///
   /// Any thread; never blocks (beyond the queue's mutex); never allocates; never throws.
+  /// Memory ordering: happens-before every call that fails because of it.
+  /// Lifetime: it notifies before it releases the mutex and then touches nothing of the queue, so
+  /// a thread whose `get`/`put` it ended may destroy the queue at once.
   void shutdown() noexcept {
+    std::lock_guard lock(m_mutex);
+    // Declared after the lock: they notify before the unlock (see Lifetime; shutdown is rare).
     wake_on_exit wake_getters{m_not_empty, m_getters};
     wake_on_exit wake_putters{m_not_full, m_putters};
-    std::lock_guard lock(m_mutex);
     m_shut_down = true;
     wake_getters.arm_all();
     wake_putters.arm_all();
@@ -239,17 +267,20 @@ class bounded_queue {
   /// their `task_done()`. May be called after `shutdown()` to drain what is left.
   ///
   /// Any thread; never blocks (beyond the queue's mutex); allocates the returned vector.
-  /// Memory ordering: every `put` of a returned item happens-before the return.
+  /// Memory ordering: every `put` of a returned item happens-before the return; the call
+  /// happens-before every call that fails because of it and the return of a `join()` it releases.
+  /// Lifetime: as `shutdown()`; a released `join()` caller may destroy the queue at once.
   /// @return the removed items, oldest first.
   /// @throws std::bad_alloc if the vector cannot be allocated: then nothing changed at all.
   ///         If T's move (or copy) constructor throws, the queue is shut down (gracefully) and
   ///         every item stays queued, to be drained by `get` or another `shutdown_now()`.
   [[nodiscard]] std::vector<T> shutdown_now() {
+    std::vector<T> removed;  // declared before the lock: on a throw its items are destroyed unlocked
+    std::lock_guard lock(m_mutex);
+    // Declared after the lock: they notify before the unlock, also when a move throws (see Lifetime).
     wake_on_exit wake_getters{m_not_empty, m_getters};
     wake_on_exit wake_putters{m_not_full, m_putters};
     wake_on_exit wake_joiners{m_all_done, m_joiners};
-    std::vector<T> removed;
-    std::lock_guard lock(m_mutex);
     removed.reserve(m_items.size());
     m_shut_down = true;
     wake_getters.arm_all();
@@ -355,11 +386,15 @@ class bounded_queue {
     }
   };
 
-  // Notifies a condition variable when the scope ends, i.e. after the lock declared below it has
-  // been released, so the woken thread does not immediately block on the mutex we still hold.
-  // Arming (and claiming the sleepers it will wake) is done under the lock; the notify itself
-  // needs no lock. Each arm_one() claims at most one sleeper and the destructor sends exactly
-  // what was claimed, so the sleepers' counts match the notifies sent.
+  // Notifies a condition variable when the scope ends. Arming (and claiming the sleepers it will
+  // wake) is done under the lock; the notify itself needs no lock. Each arm_one() claims at most
+  // one sleeper and the destructor sends exactly what was claimed, so the sleepers' counts match
+  // the notifies sent. Where it is declared decides when it notifies:
+  // - before the lock (put, get: the hot paths): after the unlock, so the woken thread does not
+  //   immediately block on the mutex we still hold;
+  // - after the lock (task_done, shutdown, shutdown_now: the calls that end a wait for "done"):
+  //   before the unlock, so that after its unlock the call touches nothing of the queue and the
+  //   thread it released may destroy the queue at once (see Lifetime in the class description).
   class wake_on_exit {
    public:
     wake_on_exit(std::condition_variable& cv, sleepers& sleeping) noexcept : m_cv(cv), m_sleeping(sleeping) {}
