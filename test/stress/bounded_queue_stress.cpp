@@ -6,6 +6,9 @@
 //     counted and checksummed, the task_done()/join() accounting ends at zero, every thread ends;
 //   * timed waiters racing untimed ones on the same condition: a waiter that times out never
 //     swallows the wake-up that another, untimed, waiter needs (getters, putters, joiners).
+//   * "wait until done, then destroy at once" (issue 9, item 6): join() (released by task_done()
+//     or shutdown_now()) or a get() that saw shutdown(), then delete, while the releasing call may
+//     still be returning; ThreadSanitizer reports it if that call touches the queue afterwards.
 // Each round's seed is printed on failure.
 #include <doctest/doctest.h>
 
@@ -517,6 +520,132 @@ bool run_lost_wakeup_round(const lost_wakeup_round& round) {
   return ok;
 }
 
+// ------------------------------------------------------------------------------------------------
+// Wait until done, then destroy at once (issue 9, item 6)
+// ------------------------------------------------------------------------------------------------
+
+// How the waiter in one round learns that it may destroy the queue.
+enum class release_by {
+  task_done,     // main puts, consumer threads get + task_done; main's join() returns
+  shutdown_now,  // a holder thread keeps one item; a closer's shutdown_now() removes the rest; main's join() returns
+  shutdown,      // a consumer thread drains until get() returns nullopt after a closer's shutdown()
+};
+
+void yield_times(std::uint32_t n) {
+  for (std::uint32_t i = 0; i < n; ++i) {
+    std::this_thread::yield();
+  }
+}
+
+// One round: a heap queue, the threads of `kind`, and a waiter that deletes the queue the moment
+// its wait ends, while the thread whose task_done(), shutdown_now() or shutdown() ended the wait
+// may not have returned from that call yet. Every other thread's calls have returned by then (the
+// contract: see bounded_queue's Lifetime paragraph): consumers claim their gets first, so exactly
+// `items` gets are made and join() can return only after the last of them. Before the fix the
+// releaser notified after its unlock and so touched the freed condition variable:
+// ThreadSanitizer reports that race. Returns the number of items the consumers received.
+std::uint64_t run_destroy_round(release_by kind, std::mt19937& rng) {
+  // At least 2 for shutdown_now: the holder keeps one, so join() cannot return before
+  // shutdown_now() has removed the rest (the closer's call has started by then).
+  const std::uint32_t items = (kind == release_by::shutdown_now ? 2 : 1) + random_below(rng, 8);
+  const std::uint32_t consumers = 1 + random_below(rng, 3);
+  const std::uint32_t lag = random_below(rng, 20);  // consumer yields per item: main often sleeps in join()
+  const std::uint32_t closer_yields = random_below(rng, 50);
+  std::atomic<std::uint64_t> received{0};
+  std::atomic<std::uint32_t> claimed{0};
+  std::atomic<bool> holding{false};
+  std::atomic<bool> drained{false};
+  std::vector<std::thread> threads;
+  auto q = std::make_unique<bounded_queue<item>>(kind == release_by::task_done ? 1 + random_below(rng, 4) : items);
+  bounded_queue<item>* queue = q.get();
+  switch (kind) {
+    case release_by::task_done:
+      for (std::uint32_t c = 0; c < consumers; ++c) {
+        threads.emplace_back([&, queue] {
+          while (claimed.fetch_add(1) < items) {  // after the last task_done(), no more calls
+            const item got = queue->get().value_or(nullptr);
+            if (got == nullptr) {
+              FAIL_CHECK("a claimed get() returned nothing");
+              return;
+            }
+            received.fetch_add(*got);
+            yield_times(lag);
+            queue->task_done();
+          }
+        });
+      }
+      for (std::uint32_t i = 0; i < items; ++i) {
+        CHECK(queue->put(std::make_unique<std::uint32_t>(1)));  // blocks while full (capacity 1-4)
+      }
+      queue->join();
+      break;
+    case release_by::shutdown_now:
+      for (std::uint32_t i = 0; i < items; ++i) {
+        CHECK(queue->put(std::make_unique<std::uint32_t>(1)));
+      }
+      threads.emplace_back([&, queue] {
+        const item got = queue->get().value_or(nullptr);
+        if (got == nullptr) {
+          FAIL_CHECK("the holder's get() returned nothing");
+          return;  // then main reports that the holder never got its item
+        }
+        received.fetch_add(*got);
+        holding.store(true, std::memory_order_release);  // pairs with: the acquire load below
+        yield_times(lag);
+        queue->task_done();  // before or after shutdown_now(): either may be what releases join()
+      });
+      // The holder's get() has returned before the closer starts (so it gets an item, and before
+      // the delete); only its task_done() may still be running when join() returns.
+      if (!eventually([&] { return holding.load(std::memory_order_acquire); })) {
+        abort_stuck("the holder never got its item");
+      }
+      threads.emplace_back([queue, closer_yields] {
+        yield_times(closer_yields);
+        (void)queue->shutdown_now();
+      });
+      queue->join();
+      break;
+    case release_by::shutdown:
+      for (std::uint32_t i = 0; i < items; ++i) {
+        CHECK(queue->put(std::make_unique<std::uint32_t>(1)));
+      }
+      threads.emplace_back([&, queue] {
+        while (const item got = queue->get().value_or(nullptr)) {
+          received.fetch_add(*got);
+        }
+        drained.store(true, std::memory_order_release);  // pairs with: the acquire load below
+      });
+      threads.emplace_back([queue, closer_yields] {
+        yield_times(closer_yields);
+        queue->shutdown();
+      });
+      if (!eventually([&] { return drained.load(std::memory_order_acquire); })) {
+        abort_stuck("the consumer never saw the shutdown");
+      }
+      break;
+  }
+  q.reset();  // at once: the releasing thread may not have returned from its call yet
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  CHECK(received.load() == (kind == release_by::shutdown_now ? 1 : items));
+  return received.load();
+}
+
+// Issue 9, item 6: rounds of run_destroy_round until a round count or stress_duration() is reached.
+void run_destroy_rounds(release_by kind) {
+  constexpr std::uint64_t k_max_rounds = 20000;
+  const auto until = clock_type::now() + flowpool_test::stress_duration();
+  std::mt19937 rng(std::random_device{}());
+  std::uint64_t rounds = 0;
+  std::uint64_t received = 0;
+  do {
+    received += run_destroy_round(kind, rng);
+    ++rounds;
+  } while (rounds < k_max_rounds && clock_type::now() < until);
+  MESSAGE(rounds << " rounds, " << received << " items received");
+}
+
 }  // namespace
 
 TEST_SUITE("bounded_queue stress") {
@@ -563,5 +692,20 @@ TEST_SUITE("bounded_queue stress") {
     } while (ok && clock_type::now() < until);
     MESSAGE(rounds << " rounds, " << steps << " steps");
     CHECK(ok);
+  }
+
+  TEST_CASE("join() then delete at once is safe while the last task_done() is still returning" *
+            doctest::timeout(600)) {
+    run_destroy_rounds(release_by::task_done);
+  }
+
+  TEST_CASE("join() then delete at once is safe while the releasing shutdown_now() is still returning" *
+            doctest::timeout(600)) {
+    run_destroy_rounds(release_by::shutdown_now);
+  }
+
+  TEST_CASE("get() sees the shutdown, then delete at once is safe while shutdown() is still returning" *
+            doctest::timeout(600)) {
+    run_destroy_rounds(release_by::shutdown);
   }
 }

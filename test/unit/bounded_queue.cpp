@@ -195,6 +195,29 @@ class armed_scope {
   ~armed_scope() { fragile::armed.store(false); }
 };
 
+// A copyable element whose copy constructor throws exactly once: the first copy of an item that
+// holds k_poison after a test has set `budget` to 1. Other values copy freely, so a test can copy
+// ordinary items out of the queue without using the throw up. Its move never throws but is not
+// noexcept, so get() copies items out (std::move_if_noexcept) while put(T&&) moves them in.
+struct throws_once {
+  static constexpr int k_poison = 7;
+  static inline std::atomic<int> budget{0};
+
+  explicit throws_once(int v) noexcept : value(v) {}
+  throws_once(const throws_once& other) : value(other.value) {
+    if (other.value == k_poison && budget.exchange(0) != 0) {
+      throw fragile_error("throws_once: the one copy armed to throw");
+    }
+  }
+  throws_once(throws_once&& other) noexcept(false)
+      : value(other.value) {}  // NOLINT(performance-noexcept-move-constructor)
+  throws_once& operator=(const throws_once&) = delete;
+  throws_once& operator=(throws_once&&) = delete;
+  ~throws_once() = default;
+
+  int value;
+};
+
 // A move-only element type whose move may throw is rejected at compile time by bounded_queue's
 // static_assert (no strong guarantee is possible for it), so it has no runtime cases here.
 
@@ -1601,5 +1624,97 @@ TEST_SUITE("bounded_queue") {
     other.join();
     CHECK(q.unfinished() == 1);
     CHECK(q.get() == std::nullopt);
+  }
+
+  TEST_CASE("a getter woken for an item whose copy throws hands the wake-up on to the other sleeping getter" *
+            doctest::timeout(60)) {
+    // Issue 9, item 2. Two getters sleep in get(); one put wakes one of them; that getter's copy
+    // of the item throws, so the item stays queued. The other getter must then receive it without
+    // any further put. Old behaviour: the thrower used up the only notify and the other slept on
+    // until shutdown. The probes only make the case sharp (both asleep before the put); the
+    // assertion holds whatever the scheduling.
+    bounded_queue<throws_once> q(4);
+    std::atomic<int> got{0};
+    std::atomic<int> threw{0};
+    std::atomic<int> empty_handed{0};
+    std::array<blocking_call, 2> probes;
+    auto getter = [&](blocking_call& probe) {
+      probe.entering();
+      try {
+        if (auto item = q.get()) {
+          CHECK(item->value == throws_once::k_poison);
+          ++got;
+        } else {
+          ++empty_handed;
+        }
+      } catch (const fragile_error&) {
+        ++threw;
+      }
+      probe.returned();
+    };
+    std::thread getter_a(getter, std::ref(probes[0]));
+    std::thread getter_b(getter, std::ref(probes[1]));
+    probes[0].wait_until_blocked_or_returned();
+    probes[1].wait_until_blocked_or_returned();
+    throws_once::budget.store(1);
+    CHECK(q.put(throws_once{throws_once::k_poison}));  // moved in: the throwing copy is the getter's
+    const bool delivered = eventually([&] { return got.load() == 1; });
+    CHECK_MESSAGE(delivered, "lost wake-up: threw=" << threw.load() << " got=" << got.load() << " queued=" << q.size()
+                                                    << " (a getter still asleep)");
+    q.shutdown();  // releases the sleeping getter if the wake-up was lost
+    getter_a.join();
+    getter_b.join();
+    CHECK(threw.load() == 1);
+    CHECK(got.load() == 1);
+    CHECK(empty_handed.load() == 0);  // even a lost wake-up ends with the item drained after shutdown
+    CHECK(q.empty());
+    throws_once::budget.store(0);
+  }
+
+  TEST_CASE("a putter woken for room whose copy throws hands the wake-up on to the other sleeping putter" *
+            doctest::timeout(60)) {
+    // The putter-side twin: a full capacity-1 queue, two putters asleep in put(const T&); one get
+    // makes room and wakes one of them; that putter's copy into the queue throws, so nothing is
+    // added. The other putter must then get in without any further get.
+    bounded_queue<throws_once> q(1);
+    CHECK(q.put(throws_once{0}));  // not poisoned: the get below copies it out freely
+    const throws_once poisoned{throws_once::k_poison};
+    std::atomic<int> added{0};
+    std::atomic<int> threw{0};
+    std::atomic<int> refused{0};
+    std::array<blocking_call, 2> probes;
+    auto putter = [&](blocking_call& probe) {
+      probe.entering();
+      try {
+        if (q.put(poisoned)) {
+          ++added;
+        } else {
+          ++refused;
+        }
+      } catch (const fragile_error&) {
+        ++threw;
+      }
+      probe.returned();
+    };
+    std::thread putter_a(putter, std::ref(probes[0]));
+    std::thread putter_b(putter, std::ref(probes[1]));
+    probes[0].wait_until_blocked_or_returned();
+    probes[1].wait_until_blocked_or_returned();
+    throws_once::budget.store(1);
+    auto first = q.get();  // makes room for exactly one putter
+    REQUIRE(first.has_value());
+    CHECK(first->value == 0);
+    const bool admitted = eventually([&] { return added.load() == 1; });
+    CHECK_MESSAGE(admitted, "lost wake-up: threw=" << threw.load() << " added=" << added.load()
+                                                   << " queued=" << q.size() << " (a putter still asleep)");
+    q.shutdown();  // releases the sleeping putter if the wake-up was lost
+    putter_a.join();
+    putter_b.join();
+    CHECK(threw.load() == 1);
+    CHECK(added.load() == 1);
+    CHECK(refused.load() == (admitted ? 0 : 1));
+    REQUIRE(q.size() == 1);
+    CHECK(q.get()->value == throws_once::k_poison);
+    throws_once::budget.store(0);
   }
 }

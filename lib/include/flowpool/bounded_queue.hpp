@@ -44,10 +44,28 @@ namespace flowpool {
 /// **Exceptions.** If T's copy or move constructor throws inside a member, the exception reaches
 /// the caller, no lock stays held, and the queue is as it was: a throwing put adds nothing, a
 /// throwing get leaves the item at the front. Items are moved out with `std::move_if_noexcept`,
-/// so for a copyable T whose move may throw the queued item is copied and left intact.
+/// so for a copyable T whose move may throw the queued item is copied and left intact. A throw
+/// never costs another thread its wake-up: a getter (putter) whose take (push) throws after it
+/// was woken for an item (for room) wakes another sleeping getter (putter) before the exception
+/// leaves the call, since the item (the room) is still there.
 ///
-/// **Lifetime.** Destroying the queue while a thread is inside one of its members is undefined
-/// behaviour; shut it down and join those threads first. Remaining items are destroyed with it.
+/// **Lifetime.** Destroying the queue while a thread is inside one of its members, or may still
+/// call one, is undefined behaviour; remaining items are destroyed with it. One exception makes
+/// the natural patterns safe: the calls that end a wait for "done", `task_done()`, `shutdown()`
+/// and `shutdown_now()`, send their notifies before they release the mutex and touch nothing of
+/// the queue after that. So the queue may be destroyed at once, even while the thread that made
+/// such a call has not returned from it yet, as soon as
+/// - a `join()` (or a `join_for()` that returned `true`) has returned, or
+/// - a `get()` has returned `std::nullopt` or a `put()` has returned `false` because of a
+///   shutdown,
+///
+/// provided every *other* thread has returned from its last call (a consumer whose last call was
+/// `task_done()` counts as returned once `join()` has). In Python terms: `q.join()`, then
+/// `del q`. That exception does not extend to `put` and `get`: they notify after releasing the
+/// mutex (so the woken thread does not block on a mutex still held, on every item), so a
+/// consumer that receives the last item must not destroy the queue until the producer's `put`
+/// has returned (join the producer thread, or have it signal after the call), and likewise for a
+/// producer let in by a `get`.
 ///
 /// @tparam T the element type; it must be destructible without throwing, and either nothrow
 ///           move-constructible or copy-constructible (rejected at compile time otherwise: a
@@ -77,7 +95,9 @@ class bounded_queue {
   bounded_queue& operator=(const bounded_queue&) = delete;  ///< Not copyable.
   bounded_queue(bounded_queue&&) = delete;                  ///< Not movable: threads hold references to it.
   bounded_queue& operator=(bounded_queue&&) = delete;       ///< Not movable.
-  /// @brief Destroys the remaining items. No thread may be inside a member at this point.
+  /// @brief Destroys the remaining items. No thread may be inside a member at this point, except
+  /// one still returning from the `task_done()`, `shutdown()` or `shutdown_now()` that released
+  /// the destroying thread (see Lifetime in the class description).
   ~bounded_queue() = default;
 
   /// @brief Appends a copy of `item`, blocking while the queue is full.
@@ -86,7 +106,8 @@ class bounded_queue {
   /// Memory ordering: see the class description.
   /// @param item the item to copy in; untouched on failure.
   /// @return `true` once added; `false` if the queue is (or becomes, while waiting) shut down.
-  /// @throws whatever T's copy constructor or the allocator throws; nothing is added then.
+  /// @throws whatever T's copy constructor or the allocator throws; nothing is added then, and
+  ///         another putter blocked on the full queue is woken in this call's place.
   [[nodiscard]] bool put(const T& item) { return put_until(item, detail::deadline::never()); }
 
   /// @brief Appends `item` by moving it, blocking while the queue is full.
@@ -94,7 +115,8 @@ class bounded_queue {
   /// Any thread; blocks while full and open; may allocate (storage growth).
   /// @param item the item to move in; moved from only when the call returns `true`.
   /// @return `true` once added; `false` if the queue is (or becomes, while waiting) shut down.
-  /// @throws whatever T's move constructor or the allocator throws; nothing is added then.
+  /// @throws whatever T's move constructor or the allocator throws; nothing is added then, and
+  ///         another putter blocked on the full queue is woken in this call's place.
   [[nodiscard]] bool put(T&& item) { return put_until(std::move(item), detail::deadline::never()); }
 
   /// @brief Appends a copy of `item` if there is room now. Any thread; never blocks; may allocate.
@@ -158,7 +180,8 @@ class bounded_queue {
   /// Memory ordering: see the class description.
   /// @return the item; `std::nullopt` once the queue is shut down and has nothing left to hand
   ///         out (after `shutdown()` the remaining items are still returned first).
-  /// @throws whatever T's move (or copy) constructor throws; the item then stays queued.
+  /// @throws whatever T's move (or copy) constructor throws; the item then stays at the front,
+  ///         and another getter blocked on the queue is woken in this call's place.
   [[nodiscard]] std::optional<T> get() { return get_until(detail::deadline::never()); }
 
   /// @brief Removes and returns the oldest item if there is one now. Any thread; never blocks.
@@ -182,11 +205,15 @@ class bounded_queue {
   ///
   /// Any thread; never blocks (beyond the queue's mutex); never allocates.
   /// Memory ordering: this call happens-before the return of any `join()` it releases.
+  /// Lifetime: it notifies the released joiners before it releases the mutex and then touches
+  /// nothing of the queue, so a released `join()` caller may destroy the queue at once.
   /// @throws std::logic_error if the unfinished count is already 0 (called more often than items
   ///         were put); the count stays unchanged.
   void task_done() {
-    wake_on_exit wake_joiners{m_all_done, m_joiners};
     std::lock_guard lock(m_mutex);
+    // Declared after the lock, so it notifies before the unlock: once the mutex is released this
+    // call touches nothing of the queue, and a released join() caller may destroy it at once.
+    wake_on_exit wake_joiners{m_all_done, m_joiners};
     if (m_unfinished == 0) {
       throw std::logic_error(
           "flowpool::bounded_queue::task_done(): called more times than items were put "
@@ -203,6 +230,9 @@ class bounded_queue {
   ///
   /// Any thread; blocks; never allocates; never throws.
   /// Memory ordering: every `task_done()` that counted towards zero happens-before the return.
+  /// Lifetime: once it returns, the caller may destroy the queue at once, even while the
+  /// `task_done()` or `shutdown_now()` that released it is still returning (see the class
+  /// description for the other threads).
   void join() noexcept { (void)join_until(detail::deadline::never()); }
 
   /// @brief As `join()`, waiting at most `timeout`.
@@ -218,10 +248,14 @@ class bounded_queue {
   /// and in `get` on an empty queue (they return `std::nullopt`). Idempotent.
   ///
   /// Any thread; never blocks (beyond the queue's mutex); never allocates; never throws.
+  /// Memory ordering: happens-before every call that fails because of it.
+  /// Lifetime: it notifies before it releases the mutex and then touches nothing of the queue, so
+  /// a thread whose `get`/`put` it ended may destroy the queue at once.
   void shutdown() noexcept {
+    std::lock_guard lock(m_mutex);
+    // Declared after the lock: they notify before the unlock (see Lifetime; shutdown is rare).
     wake_on_exit wake_getters{m_not_empty, m_getters};
     wake_on_exit wake_putters{m_not_full, m_putters};
-    std::lock_guard lock(m_mutex);
     m_shut_down = true;
     wake_getters.arm_all();
     wake_putters.arm_all();
@@ -233,17 +267,20 @@ class bounded_queue {
   /// their `task_done()`. May be called after `shutdown()` to drain what is left.
   ///
   /// Any thread; never blocks (beyond the queue's mutex); allocates the returned vector.
-  /// Memory ordering: every `put` of a returned item happens-before the return.
+  /// Memory ordering: every `put` of a returned item happens-before the return; the call
+  /// happens-before every call that fails because of it and the return of a `join()` it releases.
+  /// Lifetime: as `shutdown()`; a released `join()` caller may destroy the queue at once.
   /// @return the removed items, oldest first.
   /// @throws std::bad_alloc if the vector cannot be allocated: then nothing changed at all.
   ///         If T's move (or copy) constructor throws, the queue is shut down (gracefully) and
   ///         every item stays queued, to be drained by `get` or another `shutdown_now()`.
   [[nodiscard]] std::vector<T> shutdown_now() {
+    std::vector<T> removed;  // declared before the lock: on a throw its items are destroyed unlocked
+    std::lock_guard lock(m_mutex);
+    // Declared after the lock: they notify before the unlock, also when a move throws (see Lifetime).
     wake_on_exit wake_getters{m_not_empty, m_getters};
     wake_on_exit wake_putters{m_not_full, m_putters};
     wake_on_exit wake_joiners{m_all_done, m_joiners};
-    std::vector<T> removed;
-    std::lock_guard lock(m_mutex);
     removed.reserve(m_items.size());
     m_shut_down = true;
     wake_getters.arm_all();
@@ -349,11 +386,15 @@ class bounded_queue {
     }
   };
 
-  // Notifies a condition variable when the scope ends, i.e. after the lock declared below it has
-  // been released, so the woken thread does not immediately block on the mutex we still hold.
-  // Arming (and claiming the sleepers it will wake) is done under the lock; the notify itself
-  // needs no lock. Each arm_one() claims at most one sleeper and the destructor sends exactly
-  // what was claimed, so the sleepers' counts match the notifies sent.
+  // Notifies a condition variable when the scope ends. Arming (and claiming the sleepers it will
+  // wake) is done under the lock; the notify itself needs no lock. Each arm_one() claims at most
+  // one sleeper and the destructor sends exactly what was claimed, so the sleepers' counts match
+  // the notifies sent. Where it is declared decides when it notifies:
+  // - before the lock (put, get: the hot paths): after the unlock, so the woken thread does not
+  //   immediately block on the mutex we still hold;
+  // - after the lock (task_done, shutdown, shutdown_now: the calls that end a wait for "done"):
+  //   before the unlock, so that after its unlock the call touches nothing of the queue and the
+  //   thread it released may destroy the queue at once (see Lifetime in the class description).
   class wake_on_exit {
    public:
     wake_on_exit(std::condition_variable& cv, sleepers& sleeping) noexcept : m_cv(cv), m_sleeping(sleeping) {}
@@ -387,21 +428,27 @@ class bounded_queue {
   };
 
   // Pops the front item when the scope ends without an exception, i.e. after the caller's return
-  // value has been move-constructed from it; if that move throws, the item stays queued.
+  // value has been move-constructed from it. If that move (or copy) throws, the item stays queued
+  // and the wake-up this getter may have been sent for it is handed on to another sleeping getter
+  // (issue 9, item 2), which releases `lock` before the exception leaves get.
+  // Used only when the take can throw (k_nothrow_take is false).
   class pop_on_success {
    public:
-    pop_on_success(bounded_queue& queue, wake_on_exit& wake_putter) noexcept
-        : m_queue(queue), m_wake_putter(wake_putter) {}
+    pop_on_success(bounded_queue& queue, std::unique_lock<std::mutex>& lock, wake_on_exit& wake_putter) noexcept
+        : m_queue(queue), m_lock(lock), m_wake_putter(wake_putter) {}
     pop_on_success(const pop_on_success&) = delete;
     pop_on_success& operator=(const pop_on_success&) = delete;
     ~pop_on_success() {
       if (std::uncaught_exceptions() == m_exceptions) {
         m_queue.pop_front_locked(m_wake_putter);
+      } else {
+        pass_on_wake_up(m_queue.m_not_empty, m_queue.m_getters, m_lock);
       }
     }
 
    private:
     bounded_queue& m_queue;
+    std::unique_lock<std::mutex>& m_lock;
     wake_on_exit& m_wake_putter;
     int m_exceptions = std::uncaught_exceptions();
   };
@@ -440,6 +487,24 @@ class bounded_queue {
     return true;
   }
 
+  // Called when a thread's put or get threw after it had passed its wait (the item, or the room,
+  // is still there: the strong guarantee). That thread may have been the one sleeper a notify was
+  // claimed for (see sleepers); it has given the notify back in woke(), so without this the state
+  // change would stay unannounced to the others, which would sleep on (issue 9, item 2). So it
+  // claims one more sleeper of the same condition variable, releases `lock` and notifies it,
+  // exactly as wake_on_exit would. If the thread had not used up a notify (it never slept, or
+  // woke spuriously), this costs one extra wake-up, on an exception path only; the woken thread
+  // re-checks its condition as every woken thread does.
+  // Precondition: `lock` holds m_mutex. Postcondition: it does not.
+  static void pass_on_wake_up(std::condition_variable& cv, sleepers& sleeping,
+                              std::unique_lock<std::mutex>& lock) noexcept {
+    const bool claimed = sleeping.claim_one();
+    lock.unlock();
+    if (claimed) {
+      cv.notify_one();
+    }
+  }
+
   template <class U>
   bool put_until(U&& item, const detail::deadline& deadline) {
     wake_on_exit wake_getter{m_not_empty, m_getters};  // destroyed last: notifies after the unlock
@@ -449,7 +514,16 @@ class bounded_queue {
         m_shut_down) {
       return false;
     }
-    push_locked(std::forward<U>(item), wake_getter);
+    try {
+      push_locked(std::forward<U>(item), wake_getter);
+    } catch (...) {
+      // T's constructor or the storage growth threw, so nothing was added and the room this
+      // putter may have been woken for is still there: hand that wake-up on (issue 9, item 2).
+      // Zero cost until something throws (table-based unwinding), so no `if constexpr` here:
+      // growth may throw std::bad_alloc whatever T is.
+      pass_on_wake_up(m_not_full, m_putters, lock);
+      throw;
+    }
     return true;
   }
 
@@ -478,19 +552,21 @@ class bounded_queue {
     if (m_items.empty()) {
       return std::nullopt;
     }
-    return take_front(wake_putter);
+    return take_front(lock, wake_putter);
   }
 
-  // Precondition: the mutex is held and the queue is not empty. If taking the item can throw,
-  // the returned prvalue is built directly in the caller's return slot (guaranteed copy
-  // elision) before pop_on_success pops the front, so a throw leaves it queued.
-  std::optional<T> take_front(wake_on_exit& wake_putter) noexcept(k_nothrow_take) {
+  // Precondition: `lock` holds the mutex and the queue is not empty. If taking the item can
+  // throw, the returned prvalue is built directly in the caller's return slot (guaranteed copy
+  // elision) before pop_on_success pops the front, so a throw leaves it queued (and hands the
+  // wake-up on). If it cannot throw, nothing of that is compiled in.
+  std::optional<T> take_front([[maybe_unused]] std::unique_lock<std::mutex>& lock,
+                              wake_on_exit& wake_putter) noexcept(k_nothrow_take) {
     if constexpr (k_nothrow_take) {
       std::optional<T> item(std::in_place, std::move_if_noexcept(m_items.front()));
       pop_front_locked(wake_putter);
       return item;
     } else {
-      pop_on_success pop{*this, wake_putter};
+      pop_on_success pop{*this, lock, wake_putter};
       return std::optional<T>(std::in_place, std::move_if_noexcept(m_items.front()));
     }
   }

@@ -175,7 +175,12 @@ inline thread_local const void* t_current_server_pool = nullptr;
 /// **Lifetime.** The destructor waits for the handlers, which may call any member meanwhile
 /// (their submits are refused). Any other thread must have left every member before the
 /// destructor starts: destroying the pool while such a thread is inside one is undefined
-/// behaviour.
+/// behaviour. `join()`, then destroying the pool at once, is safe: the slot whose `task_done()`
+/// released the `join()` may still be returning from it, and every slot goes on to wait in the
+/// queue's `get()`, but the destructor shuts the queue down and joins every slot thread before it
+/// destroys anything, so no slot outlives the pool's members. An outside thread's `submit()`, by
+/// contrast, must have returned before the destructor starts, even if its request has already
+/// been handled.
 ///
 /// **Not guaranteed.** Requests start in queue (FIFO) order, but slots run concurrently, so they
 /// may finish in any order; which slot gets a request is not specified.
