@@ -304,6 +304,11 @@ TEST_SUITE("bounded_queue promises") {
       bounded_queue<int> queue(capacity);
       std::array<std::atomic<std::uint64_t>, k_producers> put_count{};
       std::atomic<std::uint64_t> done_count{0};
+      // Plain: a joiner reads a cell only for items put before its join() (TSan checks the order).
+      std::array<std::vector<std::uint8_t>, k_producers> cells;
+      for (auto& c : cells) {
+        c.assign(1024, 0);
+      }
       std::atomic<int> producers_done{0};
       std::atomic<int> uncovered{0};
       std::atomic<int> timed_out{0};
@@ -317,7 +322,7 @@ TEST_SUITE("bounded_queue promises") {
           start.arrive_and_wait();
           const int burst = 200 + static_cast<int>(mix(r * 3 + static_cast<std::uint64_t>(p)) % 800);
           for (int i = 0; i < burst; ++i) {
-            if (!queue.put(i)) {
+            if (!queue.put(p * 100000 + i)) {
               refused.fetch_add(1);  // never: the queue is open until every producer is done
               break;
             }
@@ -332,6 +337,7 @@ TEST_SUITE("bounded_queue promises") {
         consumers.emplace_back([&] {
           start.arrive_and_wait();
           while (const std::optional<int> item = queue.get()) {
+            cells[static_cast<std::size_t>(*item / 100000)][static_cast<std::size_t>(*item % 100000)] = 1;
             done_count.fetch_add(1, std::memory_order_relaxed);  // relaxed: task_done() -> join() orders it
             queue.task_done();
             dog.tick();
@@ -344,9 +350,11 @@ TEST_SUITE("bounded_queue promises") {
           bool last = false;
           for (int calls = 0; !last && calls < 10000; ++calls) {
             last = producers_done.load() == k_producers;
+            std::array<std::uint64_t, k_producers> put_before{};
             std::uint64_t before = 0;
-            for (auto& count : put_count) {
-              before += count.load(std::memory_order_acquire);  // pairs with: the producers' store
+            for (std::size_t p = 0; p < put_before.size(); ++p) {
+              put_before[p] = put_count[p].load(std::memory_order_acquire);  // pairs with: the producers' store
+              before += put_before[p];
             }
             if ((calls + j) % 2 == 0) {
               queue.join();
@@ -355,6 +363,11 @@ TEST_SUITE("bounded_queue promises") {
             }
             if (done_count.load(std::memory_order_relaxed) < before) {
               uncovered.fetch_add(1);
+            }
+            for (std::size_t p = 0; p < put_before.size(); ++p) {
+              for (std::uint64_t i = 0; i < put_before[p]; ++i) {
+                uncovered.fetch_add(cells[p][i] != 1 ? 1 : 0);  // its task_done() happens-before join()
+              }
             }
             dog.tick();
           }

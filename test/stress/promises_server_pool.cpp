@@ -252,6 +252,7 @@ TEST_SUITE("server_pool promises") {
     constexpr int k_joiners = 3;
     struct request {
       int producer;
+      int index;
       int depth;
     };
     round_budget budget;
@@ -261,6 +262,11 @@ TEST_SUITE("server_pool promises") {
       CAPTURE(capacity);
       std::array<std::atomic<std::uint64_t>, k_producers> accepted{};
       std::array<std::atomic<std::uint64_t>, k_producers> finished{};
+      // Plain: a joiner reads a cell only for requests accepted before its join() (TSan checks it).
+      std::array<std::vector<std::uint8_t>, k_producers> cells;
+      for (auto& c : cells) {
+        c.assign(512, 0);
+      }
       std::atomic<int> producers_done{0};
       std::atomic<int> uncovered{0};
       std::atomic<int> timed_out{0};
@@ -270,10 +276,11 @@ TEST_SUITE("server_pool promises") {
                                 [&](slot_id, request& q) {
                                   dog.tick();
                                   if (q.depth > 0) {
-                                    if (!pool_ptr.load()->submit(request{q.producer, q.depth - 1})) {
+                                    if (!pool_ptr.load()->submit(request{q.producer, q.index, q.depth - 1})) {
                                       refused.fetch_add(1);
                                     }
                                   } else {
+                                    cells[static_cast<std::size_t>(q.producer)][static_cast<std::size_t>(q.index)] = 1;
                                     // relaxed: task_done() -> join() orders it for the joiners
                                     finished[q.producer].fetch_add(1, std::memory_order_relaxed);
                                   }
@@ -286,7 +293,7 @@ TEST_SUITE("server_pool promises") {
           start.arrive_and_wait();
           const int burst = 100 + static_cast<int>(mix(r * 5 + static_cast<std::uint64_t>(p)) % 400);
           for (int i = 0; i < burst; ++i) {
-            if (!pool.submit(request{p, 2})) {
+            if (!pool.submit(request{p, i, 2})) {
               refused.fetch_add(1);
               break;
             }
@@ -315,6 +322,9 @@ TEST_SUITE("server_pool promises") {
             for (int p = 0; p < k_producers; ++p) {
               if (finished[p].load(std::memory_order_relaxed) < before[p]) {
                 uncovered.fetch_add(1);
+              }
+              for (std::uint64_t i = 0; i < before[p]; ++i) {
+                uncovered.fetch_add(cells[p][i] != 1 ? 1 : 0);  // its handler happens-before join()
               }
             }
             dog.tick();
