@@ -677,6 +677,45 @@ TEST_SUITE("thread_pool promises") {
     }
   }
 
+  // thread_pool.hpp: shutdown() "on one of the pool's workers it only stops acceptance and
+  // returns"; shutdown_now() "on a worker: does not join, and does not wait for tasks running
+  // elsewhere". Task B holds a second worker until task A's call has returned: a call that waited
+  // for B would never return (the watchdog names the case).
+  TEST_CASE("shutdown and shutdown_now on a worker return while a task on another worker still runs" *
+            doctest::timeout(240)) {
+    progress_watchdog dog("thread_pool promises / shutdown on a worker does not wait for other workers");
+    round_budget budget(6, 2000);
+    while (budget.next()) {
+      const bool now = budget.rounds() % 2 == 0;
+      CAPTURE(now);
+      std::atomic<bool> b_finished_before_a_returned{false};
+      std::atomic<bool> a_returned{false};
+      {
+        thread_pool pool{pool_options{.threads = 2}};
+        std::latch b_started(1);
+        std::latch b_release(1);
+        pool.post([&] {
+          b_started.count_down();
+          b_release.wait();
+          b_finished_before_a_returned.store(!a_returned.load());
+        });
+        b_started.wait();  // B holds one worker; A can only run on the other
+        pool.post([&] {
+          if (now) {
+            (void)pool.shutdown_now();
+          } else {
+            pool.shutdown();
+          }
+          a_returned.store(true);
+          b_release.count_down();
+          dog.tick();
+        });
+      }  // the destructor joins both workers
+      CHECK(a_returned.load());
+      CHECK_FALSE(b_finished_before_a_returned.load());
+    }
+  }
+
   // thread_pool.hpp, pool_options::on_error: "Never called concurrently with itself from the same
   // worker, but may run on several workers at once"; thread_pool::post(): an exception "never ends
   // a worker" and counts in pool_stats::failed.
