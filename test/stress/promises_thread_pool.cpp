@@ -517,17 +517,19 @@ TEST_SUITE("thread_pool promises") {
     while (budget.next()) {
       const int round = budget.rounds();
       CAPTURE(round);
-      constexpr std::size_t k_queued = 64;
+      // Enough queued tasks that the drain takes long enough for the calls to overlap.
+      constexpr std::size_t k_queued = 2048;
+      constexpr std::size_t k_callers = 3;
       thread_pool pool{pool_options{.threads = 2, .queue_capacity = k_queued}};
       flowpool_test::worker_hold hold(pool, 2);
       REQUIRE(hold.wait_started());
       for (std::size_t i = 0; i < k_queued; ++i) {
         pool.post([] {});  // fills the injection queue; no worker is free to take any
       }
-      std::array<std::size_t, 2> returned{};
-      std::latch start(3);
+      std::array<std::size_t, k_callers> returned{};
+      std::latch start(k_callers + 1);
       std::vector<std::thread> callers;
-      for (std::size_t c = 0; c < 2; ++c) {
+      for (std::size_t c = 0; c < k_callers; ++c) {
         callers.emplace_back([&, c] {
           start.arrive_and_wait();
           returned[c] = pool.shutdown_now();  // from outside: waits for the held blockers
@@ -542,7 +544,7 @@ TEST_SUITE("thread_pool promises") {
         th.join();
       }
       CHECK(pool.stats().dropped == k_queued);
-      CHECK(returned[0] + returned[1] == k_queued);
+      CHECK(returned[0] + returned[1] + returned[2] == k_queued);
     }
   }
 
@@ -572,7 +574,7 @@ TEST_SUITE("thread_pool promises") {
         }
       });
       std::vector<std::thread> submitters;
-      for (int s = 0; s < 2; ++s) {
+      for (int s = 0; s < 3; ++s) {
         submitters.emplace_back([&] {
           for (int i = 0; i < 5000; ++i) {
             pool.post([] {});
