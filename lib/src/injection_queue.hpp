@@ -101,7 +101,7 @@ class injection_queue {
         // relaxed: the ticket; data comes from seq.
         if (m_dequeue.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
           if ((pos & k_sample_mask) == 0) {
-            note_size(pos);  // sampled: reading m_enqueue costs a cache-line transfer
+            note_size();  // sampled: reading m_enqueue costs a cache-line transfer
           }
           out = std::move(c.item);
           position = pos;
@@ -176,13 +176,13 @@ class injection_queue {
 
   [[nodiscard]] std::size_t capacity() const noexcept { return m_capacity; }
 
-  // The most tasks seen waiting at once. Sampled by consumers every 16th pop, set to the capacity
-  // when a producer finds the queue full, and including the current size: exact whenever the
-  // queue was stalled at its peak (the case tests and users look at), a lower bound otherwise.
+  // The most tasks seen waiting at once: a high-water mark, so it never goes back and never
+  // exceeds the capacity. Sampled by consumers every 16th pop, set to the capacity when a producer
+  // finds the queue full, and raised to the current size when read: exact whenever the queue was
+  // stalled at its peak (the case tests and users look at), a lower bound otherwise.
   [[nodiscard]] std::size_t high_water() const noexcept {
-    const std::size_t seen = m_high_water.load(std::memory_order_relaxed);  // relaxed: a statistic
-    const std::size_t now = size_estimate();
-    return seen > now ? seen : now;
+    raise_high_water(size_lower_bound());
+    return m_high_water.load(std::memory_order_relaxed);  // relaxed: a statistic
   }
 
  private:
@@ -194,20 +194,31 @@ class injection_queue {
 
   static constexpr std::uint64_t k_sample_mask = 15;
 
-  // `dequeued`: the position being popped; the size just before this pop is enqueue - dequeued.
-  void note_size(std::uint64_t dequeued) noexcept {
-    // relaxed (both): a statistic.
-    std::uint64_t size = (m_enqueue.load(std::memory_order_relaxed) & ~k_closed_bit) - dequeued;
+  // A size the queue really had, or less: the enqueue position is read first, so that dequeues
+  // between the two loads can only lower the result (reading the dequeue position first would let
+  // enqueues in between inflate it beyond any real size, even beyond the capacity).
+  // relaxed (both): a statistic.
+  [[nodiscard]] std::size_t size_lower_bound() const noexcept {
+    const std::uint64_t e = m_enqueue.load(std::memory_order_relaxed) & ~k_closed_bit;
+    const std::uint64_t d = m_dequeue.load(std::memory_order_relaxed);
+    return e > d ? static_cast<std::size_t>(e - d) : 0;
+  }
+
+  void raise_high_water(std::size_t size) const noexcept {
     size = size < m_capacity ? size : m_capacity;
-    std::size_t seen = m_high_water.load(std::memory_order_relaxed);
+    std::size_t seen = m_high_water.load(std::memory_order_relaxed);  // relaxed: a statistic
     while (size > seen &&
-           !m_high_water.compare_exchange_weak(seen, static_cast<std::size_t>(size), std::memory_order_relaxed)) {
+           !m_high_water.compare_exchange_weak(seen, size, std::memory_order_relaxed)) {  // relaxed: as above
     }
   }
 
-  alignas(k_cache_line) atomic<std::uint64_t> m_enqueue{0};   // producers CAS; bit 63 = closed
-  alignas(k_cache_line) atomic<std::uint64_t> m_dequeue{0};   // consumers CAS
-  alignas(k_cache_line) atomic<std::size_t> m_high_water{0};  // producers; statistic
+  // Sampled by consumers after a pop.
+  void note_size() noexcept { raise_high_water(size_lower_bound()); }
+
+  alignas(k_cache_line) atomic<std::uint64_t> m_enqueue{0};  // producers CAS; bit 63 = closed
+  alignas(k_cache_line) atomic<std::uint64_t> m_dequeue{0};  // consumers CAS
+  // Producers, consumers and high_water() readers raise it (a statistic; mutable: a read may raise it).
+  alignas(k_cache_line) mutable atomic<std::size_t> m_high_water{0};
   alignas(k_cache_line) const std::size_t m_capacity;
   const std::size_t m_mask;  // capacity - 1 if a power of two, else 0
   std::unique_ptr<cell[]> m_cells;

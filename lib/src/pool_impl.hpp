@@ -170,6 +170,7 @@ class pool_impl {
   alignas(k_cache_line) atomic<bool> m_stop_now{false};  // shutdown_now(): drop instead of run
   atomic<bool> m_exit{false};                            // workers leave their loop
   atomic<std::uint64_t> m_dropped{0};                    // tasks discarded by shutdown_now()
+  atomic<std::uint64_t> m_dropped_reported{0};           // of those, returned by shutdown_now() calls
   std::mutex m_join_mutex;                               // serialises joining
 };
 

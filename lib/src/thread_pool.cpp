@@ -135,10 +135,6 @@ void pool_impl::shutdown(bool on_own_worker) noexcept {
 }
 
 std::size_t pool_impl::shutdown_now(worker* self) noexcept {
-  // Read before m_stop_now is set: once it is, workers drop tasks too (and may do so before this
-  // thread gets on), and those drops belong to this call's count. relaxed: own delta; the seq_cst
-  // store below keeps this load before it.
-  const std::uint64_t before = m_dropped.load(std::memory_order_relaxed);
   // seq_cst: read by workers before running each task; a task that passed the check before this
   // store may still run (it had "started").
   m_stop_now.store(true, std::memory_order_seq_cst);
@@ -178,7 +174,15 @@ std::size_t pool_impl::shutdown_now(worker* self) noexcept {
   if (self == nullptr) {
     stop_and_join();  // workers drop what running tasks pushed meanwhile, then exit
   }
-  return static_cast<std::size_t>(m_dropped.load(std::memory_order_acquire) - before);
+  // Each dropped task is counted by exactly one call: the first call to get here after the drop
+  // takes it. Every drop precedes this read: our own drops in program order, the workers' through
+  // the join (an outside call), so concurrent outside calls' returns add up to pool_stats::dropped.
+  // relaxed (both): counts only; the RMW chain on m_dropped_reported hands each drop out once.
+  const std::uint64_t total = m_dropped.load(std::memory_order_relaxed);
+  std::uint64_t reported = m_dropped_reported.load(std::memory_order_relaxed);
+  while (reported < total && !m_dropped_reported.compare_exchange_weak(reported, total, std::memory_order_relaxed)) {
+  }
+  return reported < total ? static_cast<std::size_t>(total - reported) : 0;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -480,9 +480,8 @@ TEST_SUITE("thread_pool promises") {
       }
       // Every outside shutdown_now() has returned, so the workers are joined: every task that
       // will ever run has run.
-      // The sum of the returned counts is checked by its own (skipped) case below: concurrent
-      // calls count each other's drops. pool_stats::dropped counts each dropped task once.
-      (void)dropped_sum.load();
+      // Each dropped task is counted by exactly one call, and the last outside call saw them all.
+      CHECK(dropped_sum.load() == pool.stats().dropped);
       CHECK(t.accepted_total() == t.ran_total() + pool.stats().dropped);
       CHECK(wrong_group_reports.load() == 0);
       for (std::size_t id = 0; id < t.used(); ++id) {
@@ -504,14 +503,12 @@ TEST_SUITE("thread_pool promises") {
     }
   }
 
-  // BUG (issue 9): thread_pool::shutdown_now() "@return how many tasks were discarded by this
-  // call" is false when calls overlap. pool_impl::shutdown_now() (lib/src/thread_pool.cpp)
-  // returns the growth of the pool-wide m_dropped counter between its start and its end, so two
-  // concurrent calls each count the other's drops (the sum exceeds pool_stats::dropped, often
-  // doubling it), and a drop by an exiting worker between two calls is counted by neither.
-  // Skipped until the library counts each call's own drops; remove the skip then.
-  TEST_CASE("the counts returned by concurrent shutdown_now calls add up to the tasks dropped" * doctest::timeout(240) *
-            doctest::skip()) {
+  // thread_pool.hpp, shutdown_now(): "@return how many tasks were discarded by this call";
+  // concurrent calls split the count, each task counted by exactly one of them. (Before issue 9
+  // each call returned the growth of the pool-wide count during the call, so overlapping calls
+  // counted each other's drops.)
+  TEST_CASE("the counts returned by concurrent shutdown_now calls add up to the tasks dropped" *
+            doctest::timeout(240)) {
     progress_watchdog dog("thread_pool promises / counts returned by concurrent shutdown_now calls");
     round_budget budget(20, 2000);
     while (budget.next()) {
@@ -548,14 +545,12 @@ TEST_SUITE("thread_pool promises") {
     }
   }
 
-  // BUG (issue 9): pool_stats::queue_high_water, "Most tasks ever waiting at once in the injection
-  // queue", is neither a high-water mark nor bounded by queue_capacity while tasks run:
-  // injection_queue::high_water() (lib/src/injection_queue.hpp) returns max(recorded mark,
-  // size_estimate()), and size_estimate() reads m_dequeue before m_enqueue, so enqueues between
-  // the two loads inflate it (above queue_capacity) and a later snapshot reports less.
-  // Skipped until the library reports the recorded mark only; remove the skip then.
+  // pool_stats.hpp: queue_high_water is the most tasks ever waiting at once in the injection
+  // queue, so it never goes back and never exceeds queue_capacity. (Before issue 9 it was
+  // max(recorded mark, current size), and the size read the dequeue position first, so enqueues
+  // between the two loads inflated it above the capacity and a later snapshot reported less.)
   TEST_CASE("queue_high_water never exceeds queue_capacity and never goes back while tasks run" *
-            doctest::timeout(240) * doctest::skip()) {
+            doctest::timeout(240)) {
     progress_watchdog dog("thread_pool promises / queue_high_water while tasks run");
     constexpr std::size_t k_capacity = 32;
     round_budget budget(4, 1000);
@@ -796,7 +791,7 @@ TEST_SUITE("thread_pool promises") {
             const flowpool::pool_stats now = pool.stats();
             bool back =
                 now.workers.size() != threads || now.submitted < last.submitted || now.completed < last.completed;
-            // queue_high_water is checked by its own (skipped) case below: it can go back.
+            back = back || now.queue_high_water < last.queue_high_water;
             for (std::size_t w = 0; !back && w < threads; ++w) {
               back = now.workers[w].executed < last.workers[w].executed ||
                      now.workers[w].stolen < last.workers[w].stolen ||

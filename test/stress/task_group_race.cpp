@@ -6,7 +6,8 @@
 // waiter pointer was reported within seconds (../shared/repro/group_race.cpp).
 //
 // Each case runs for flowpool_test::stress_duration() (FLOWPOOL_STRESS_SECONDS); a watchdog
-// aborts with the case's name if no round completes for 60 s.
+// (test/stress/promises_support.hpp) aborts with the case's name if no round completes for 60 s.
+#include "promises_support.hpp"
 #include "test_support.hpp"
 
 #include <doctest/doctest.h>
@@ -16,11 +17,7 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -32,45 +29,6 @@ using flowpool::thread_pool;
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-
-// Aborts the process (naming the case) if `progress` stops moving for `limit`.
-class watchdog {
- public:
-  watchdog(const char* name, const std::atomic<std::uint64_t>& progress,
-           std::chrono::seconds limit = std::chrono::seconds(60))
-      : m_thread([this, name, &progress, limit] {
-          std::unique_lock lock(m_mutex);
-          std::uint64_t last = progress.load();
-          while (!m_done) {
-            if (m_cv.wait_for(lock, limit, [this] { return m_done; })) {
-              return;
-            }
-            const std::uint64_t now = progress.load();
-            if (now == last) {
-              std::fprintf(stderr, "watchdog: no progress for %lld s in '%s'\n", static_cast<long long>(limit.count()),
-                           name);
-              std::abort();
-            }
-            last = now;
-          }
-        }) {}
-  watchdog(const watchdog&) = delete;
-  watchdog& operator=(const watchdog&) = delete;
-  ~watchdog() {
-    {
-      std::lock_guard lock(m_mutex);
-      m_done = true;
-    }
-    m_cv.notify_all();
-    m_thread.join();
-  }
-
- private:
-  std::mutex m_mutex;
-  std::condition_variable m_cv;
-  bool m_done = false;
-  std::thread m_thread;
-};
 
 struct race_setup {
   std::size_t workers;
@@ -91,7 +49,8 @@ TEST_SUITE("task_group") {
       std::uint64_t early = 0;
       {
         task_group group(pool);
-        watchdog dog("wait() from an outside thread while other threads run()", rounds);
+        flowpool_test::progress_watchdog dog("wait() from an outside thread while other threads run()",
+                                             std::chrono::seconds(60));
         std::atomic<bool> stop{false};
         std::vector<std::thread> feeders;
         for (int i = 0; i < setup.feeders; ++i) {
@@ -122,6 +81,7 @@ TEST_SUITE("task_group") {
             }
           }
           rounds.fetch_add(1, std::memory_order_relaxed);
+          dog.tick();
         }
         stop.store(true, std::memory_order_relaxed);
         for (std::thread& t : feeders) {
@@ -143,7 +103,8 @@ TEST_SUITE("task_group") {
     std::uint64_t feeder_errors_seen = 0;
     {
       task_group group(pool);
-      watchdog dog("wait() rethrows a covered task's error while other threads run()", rounds);
+      flowpool_test::progress_watchdog dog("wait() rethrows a covered task's error while other threads run()",
+                                           std::chrono::seconds(60));
       std::atomic<bool> stop{false};
       std::thread feeder([&] {
         for (int n = 0; n < 50'000'000 && !stop.load(std::memory_order_relaxed); ++n) {
@@ -170,6 +131,7 @@ TEST_SUITE("task_group") {
           ++silent;
         }
         rounds.fetch_add(1, std::memory_order_relaxed);
+        dog.tick();
       }
       stop.store(true, std::memory_order_relaxed);
       feeder.join();

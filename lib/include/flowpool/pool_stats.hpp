@@ -34,7 +34,9 @@ struct pool_stats {
   std::uint64_t completed = 0;        ///< Tasks that ran to completion, including those that threw.
   std::uint64_t failed = 0;           ///< post()ed tasks whose exception went to on_error (or was dropped).
   std::uint64_t dropped = 0;          ///< Tasks discarded unstarted by shutdown_now().
-  std::size_t queue_high_water = 0;   ///< Most tasks ever waiting at once in the injection queue.
+  /// Most tasks seen waiting at once in the injection queue: never goes back, never exceeds
+  /// pool_options::queue_capacity; exact when the queue stalled at its peak, a lower bound otherwise.
+  std::size_t queue_high_water = 0;
 };
 
 }  // namespace flowpool

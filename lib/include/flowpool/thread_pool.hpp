@@ -239,7 +239,10 @@ class thread_pool {
   /// Blocks until running tasks finish; allocates nothing; does not throw.
   /// Memory ordering: from outside the pool, the end of every task that ran happens-before the
   /// return (the workers have been joined).
-  /// @return how many tasks were discarded by this call.
+  /// @return how many tasks were discarded by this call. Each discarded task is counted by exactly
+  ///         one call: concurrent or repeated calls split the count, and once an outside call has
+  ///         returned, the counts returned so far add up to pool_stats::dropped. A call on a worker
+  ///         does not count tasks dropped after it returns (a later call does).
   std::size_t shutdown_now() noexcept;
 
   /// @brief The number of worker threads. Any thread; never blocks.
