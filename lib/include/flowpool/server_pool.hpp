@@ -182,8 +182,10 @@ inline thread_local const void* t_current_server_pool = nullptr;
 /// contrast, must have returned before the destructor starts, even if its request has already
 /// been handled.
 ///
-/// **Not guaranteed.** Requests start in queue (FIFO) order, but slots run concurrently, so they
-/// may finish in any order; which slot gets a request is not specified.
+/// **Not guaranteed.** Slots take requests from the queue in FIFO order, but they run
+/// concurrently, so handlers may start and finish in any order (a slot that took a request may be
+/// preempted before its handler starts); with one slot in all, requests are handled in queue
+/// order. Which slot gets a request is not specified.
 ///
 /// @tparam Request the request type. It must be nothrow move-constructible: slots move requests
 ///         out of the queue and could neither retry nor drop one whose move threw. Wrap other
