@@ -18,6 +18,9 @@ namespace flowpool {
 /// thread, including from the group's own tasks, and also while another thread is in wait():
 /// such a task may or may not be covered by that wait() (a later wait() covers it).
 ///
+/// **Cancellation.** cancel() skips the tasks that have not started, also those of nested groups;
+/// the running ones finish, and wait() returns normally once they have.
+///
 /// **Errors.** If tasks of the group throw, wait() rethrows the first exception captured; the
 /// others are dropped. A task discarded by thread_pool::shutdown_now() counts as having thrown
 /// shut_down_error.
@@ -28,9 +31,12 @@ class task_group {
  public:
   /// @brief Creates an empty group whose tasks will run on `pool`.
   ///
+  /// Created inside a task of another group on the same pool, the new group is that group's
+  /// child for cancellation (see cancel()): it must then be destroyed before that task ends,
+  /// which a group on the task's stack always is.
   /// Any thread; never blocks; allocates nothing; does not throw.
   /// @param pool the pool; it must outlive the group.
-  explicit task_group(thread_pool& pool) noexcept : m_pool(&pool) {}
+  explicit task_group(thread_pool& pool) noexcept : m_pool(&pool), m_state(pool.current_group()) {}
 
   /// @brief Waits for the group's tasks (as wait()), then destroys the group.
   ///
@@ -44,6 +50,30 @@ class task_group {
   task_group& operator=(const task_group&) = delete;  ///< Not copyable.
   task_group(task_group&&) = delete;                  ///< Not movable: tasks refer to it.
   task_group& operator=(task_group&&) = delete;       ///< Not movable.
+
+  /// @brief Cancels the group: its tasks that have not started are skipped (destroyed without
+  /// running); running ones finish. So are the tasks of groups created inside its tasks, at any
+  /// depth (as in oneTBB, a nested group sees its parent's cancellation).
+  ///
+  /// Any thread, including the group's own tasks (a task that cancels its group stops its
+  /// siblings that have not started). Never blocks; allocates nothing; does not throw.
+  /// wait() still waits for the running tasks and then returns normally (it rethrows only an
+  /// exception a task threw); at that return the cancellation ends and the group is reusable.
+  /// Tasks run() into a cancelled group are accepted and skipped. A skipped task counts in
+  /// pool_stats::completed and pool_stats::skipped.
+  /// Memory ordering: a task whose run() (or whose group's creation, for a nested group) happens
+  /// after the cancel() is skipped; a task queued before it may still start if a worker takes it
+  /// before the cancellation reaches that worker.
+  void cancel() noexcept {
+    if (m_state.cancel()) {
+      m_pool->cancellation_began();
+    }
+  }
+
+  /// @brief True from cancel() (of this group or of a group it was created in) until the end of
+  /// the wait() that follows. Any thread; never blocks; does not throw.
+  /// @return whether the group is being cancelled.
+  [[nodiscard]] bool is_canceling() const noexcept { return m_state.canceled(); }
 
   /// @brief Runs `f()` on the pool as a task of this group.
   ///
@@ -82,13 +112,15 @@ class task_group {
 
  private:
   void wait_pending() noexcept {
-    if (m_state.pending_acquire() == 0) {
-      return;
+    if (m_state.pending_acquire() != 0) {
+      if (m_pool->on_own_worker()) {
+        m_pool->help_while_pending(m_state);
+      } else {
+        m_state.wait_external();
+      }
     }
-    if (m_pool->on_own_worker()) {
-      m_pool->help_while_pending(m_state);
-    } else {
-      m_state.wait_external();
+    if (m_state.end_cancel()) {
+      m_pool->cancellation_ended();
     }
   }
 

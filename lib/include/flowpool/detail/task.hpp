@@ -69,6 +69,41 @@ class external_waiter {
 // that decremented without clearing the bit (`bit | k`, k > 1) never touches the group again.
 class group_state {
  public:
+  group_state() noexcept = default;
+  // A group created while the calling worker runs a task of `parent` inherits its cancellation.
+  explicit group_state(const group_state* parent) noexcept : m_parent(parent) {}
+  group_state(const group_state&) = delete;
+  group_state& operator=(const group_state&) = delete;
+  ~group_state() = default;
+
+  // Marks the group cancelled. Returns true if it was not already (the caller then counts one
+  // more cancellation in effect for its pool). Any thread.
+  bool cancel() noexcept {
+    // relaxed: the skip decision reads the flag after the pool's cancellation count, whose release
+    // increment (made after this, by the caller) publishes it; see pool_impl::execute().
+    return !m_canceled.exchange(true, std::memory_order_relaxed);
+  }
+
+  // Clears the cancellation once no task of the group is pending. Returns true if it was set (the
+  // caller then counts one cancellation less). The waiting thread only.
+  bool end_cancel() noexcept {
+    // relaxed: nothing of the group's tasks is pending, so no skip decision reads it for this round.
+    return m_canceled.exchange(false, std::memory_order_relaxed);
+  }
+
+  // True if this group or a group it was created in is cancelled. Any thread; the ancestors
+  // outlive the call (a child group lives inside a task of its parent, which keeps the parent's
+  // count above zero).
+  [[nodiscard]] bool canceled() const noexcept {
+    for (const group_state* g = this; g != nullptr; g = g->m_parent) {
+      // relaxed: ordered by the pool's cancellation count (see cancel()).
+      if (g->m_canceled.load(std::memory_order_relaxed)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   // One more task will be queued. Called by run() before publishing the task.
   void add_one() noexcept {
     // relaxed: the queue's release/acquire publication of the task orders this increment before
@@ -190,6 +225,8 @@ class group_state {
 
   std::atomic<std::uint64_t> m_state{0};
   std::atomic<std::uint8_t> m_error_state{k_no_error};
+  std::atomic<bool> m_canceled{false};  // cancel() sets it, the end of a wait() clears it
+  const group_state* const m_parent = nullptr;
   // Written by the waiter before it sets k_waiter_bit; read only by the completer that sees
   // `bit | 1` for its own task, which no other thread can end first, so the registration is live.
   external_waiter* m_waiter = nullptr;
