@@ -96,10 +96,6 @@ class worker {
   task_node* all_nodes = nullptr;
   std::uint64_t rng;
   std::uint64_t injected_position = 0;  // position of the last task taken from the injection queue
-  // The group of the task this worker is running (nullptr between tasks or for a task without a
-  // group): the parent of a task_group created by that task. Saved and restored around nested
-  // runs (helping in task_group::wait()). Owner-only: task_group's constructor reads it on this thread.
-  const group_state* current_group = nullptr;
   std::chrono::steady_clock::time_point busy_since{};
 
   // Nodes of this worker returned by other workers (Treiber stack: any thread pushes, the owner
@@ -127,8 +123,6 @@ class pool_impl {
   void shutdown(bool on_own_worker) noexcept;
   std::size_t shutdown_now(worker* self) noexcept;
   [[nodiscard]] pool_stats stats() const;
-  void cancellation_began() noexcept;
-  void cancellation_ended() noexcept;
 
   static worker* current_worker() noexcept;
 
@@ -178,10 +172,7 @@ class pool_impl {
   atomic<bool> m_exit{false};                            // workers leave their loop
   atomic<std::uint64_t> m_dropped{0};                    // tasks discarded by shutdown_now()
   atomic<std::uint64_t> m_dropped_reported{0};           // of those, returned by shutdown_now() calls
-  // Groups of this pool whose cancellation is in effect (task_group::cancel() until the end of the
-  // next wait()). Zero almost always, so execute() checks a group's flags only when it is not.
-  alignas(k_cache_line) atomic<std::uint32_t> m_cancellations{0};
-  std::mutex m_join_mutex;  // serialises joining
+  std::mutex m_join_mutex;                               // serialises joining
 };
 
 }  // namespace flowpool::detail

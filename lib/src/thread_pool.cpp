@@ -364,33 +364,19 @@ void pool_impl::report_failure(worker& self, std::exception_ptr error) noexcept 
   }
 }
 
-void pool_impl::cancellation_began() noexcept {
-  // release, pairs with: the acquire load in execute(); publishes the group's flag set before.
-  m_cancellations.fetch_add(1, std::memory_order_release);
-}
-
-void pool_impl::cancellation_ended() noexcept {
-  // relaxed: a count that stays too high for a moment only costs execute() a needless check.
-  m_cancellations.fetch_sub(1, std::memory_order_relaxed);
-}
-
 void pool_impl::execute(worker& self, task& work) noexcept {
   group_state* const group = work.group;
   if (stopping_now()) {
     drop(work);
     return;
   }
-  // Skip a task of a cancelled group (or of a group created inside one). The count is zero unless
-  // some group of this pool is cancelled, so the common case costs one load. acquire, pairs with:
-  // cancellation_began()'s release increment, made after the group's flag was set; a cancel()
-  // that happens-before this task's run() (through the queue's publication) is always seen.
-  const bool skip = group != nullptr && m_cancellations.load(std::memory_order_acquire) != 0 && group->canceled();
-  if (skip) {
+  // Skip a task of a cancelled group (or of a group created inside one); see should_skip().
+  if (group_state::should_skip(group)) {
     work.reset();
     self.stats.skipped.add(1);  // relaxed: statistics
   } else if (work) {
-    const group_state* const outer = self.current_group;
-    self.current_group = group;
+    const group_state* const outer = t_running_group;
+    t_running_group = group;
     try {
       work.run_once();
     } catch (...) {
@@ -400,7 +386,7 @@ void pool_impl::execute(worker& self, task& work) noexcept {
         report_failure(self, std::current_exception());
       }
     }
-    self.current_group = outer;
+    t_running_group = outer;
   }
   if (group != nullptr) {
     group->complete_one();
@@ -738,19 +724,6 @@ void thread_pool::abandon(detail::task_claim claim) noexcept {
 bool thread_pool::on_own_worker() const noexcept {
   const detail::worker* self = detail::pool_impl::current_worker();
   return self != nullptr && &self->pool == m_impl.get();
-}
-
-const detail::group_state* thread_pool::current_group() const noexcept {
-  const detail::worker* self = detail::pool_impl::current_worker();
-  return self != nullptr && &self->pool == m_impl.get() ? self->current_group : nullptr;
-}
-
-void thread_pool::cancellation_began() noexcept {
-  m_impl->cancellation_began();
-}
-
-void thread_pool::cancellation_ended() noexcept {
-  m_impl->cancellation_ended();
 }
 
 void thread_pool::help_while_pending(detail::group_state& group) noexcept {

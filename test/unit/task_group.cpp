@@ -253,8 +253,10 @@ TEST_SUITE("task_group") {
       }
       std::atomic<std::size_t> dropped{0};
       std::thread stopper([&] { dropped.store(pool.shutdown_now()); });
-      // Release the workers only once the pool refuses work (shutdown_now has begun).
-      CHECK(eventually([&] { return !pool.try_post([] {}); }));
+      // Release the workers only once shutdown_now has dropped the group's tasks (the first five in
+      // the FIFO injection queue). Waiting for try_post to be refused was racy: a refusal can also
+      // mean the queue is full, and filling it before the stopper started let the tasks run.
+      CHECK(eventually([&] { return pool.stats().dropped >= 5; }));
       hold.release();
       stopper.join();
       CHECK(dropped.load() >= 5);

@@ -655,21 +655,15 @@ TEST_SUITE("thread_pool") {
       }
       pool.post([&ran] { ran.fetch_add(1); });
       // shutdown_now may wait for the running (held) tasks, so it runs on its own thread. The
-      // workers are released only once the pool refuses new work, i.e. shutdown_now has begun;
-      // probe tasks accepted before that point are dropped as well and counted.
+      // workers are released only once it has dropped everything queued. (Waiting until try_post
+      // was refused was racy: a refusal also means "full", and a probe loop could fill the queue
+      // before the stopper started, so the released workers ran the tasks.)
       std::atomic<std::size_t> dropped{0};
       std::thread stopper([&] { dropped.store(pool.shutdown_now()); });
-      std::size_t probes = 0;
-      CHECK(eventually([&] {
-        if (!pool.try_post([&ran] { ran.fetch_add(1); })) {
-          return true;
-        }
-        ++probes;
-        return false;
-      }));
+      CHECK(eventually([&] { return pool.stats().dropped >= static_cast<std::uint64_t>(k_queued) + 1; }));
       hold.release();
       stopper.join();
-      CHECK(dropped.load() == static_cast<std::size_t>(k_queued) + 1 + probes);
+      CHECK(dropped.load() == static_cast<std::size_t>(k_queued) + 1);
       CHECK(ran.load() == 0);
       for (auto& f : futures) {
         REQUIRE(f.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
@@ -701,19 +695,12 @@ TEST_SUITE("thread_pool") {
     spawned.wait();
     std::atomic<std::size_t> dropped{0};
     std::thread stopper([&] { dropped.store(pool.shutdown_now()); });
-    // Release the parent only once the pool refuses new work (shutdown_now has begun).
-    std::size_t probes = 0;
-    CHECK(eventually([&] {
-      if (!pool.try_post([&ran] { ran.fetch_add(1); })) {
-        return true;
-      }
-      ++probes;
-      return false;
-    }));
+    // Release the parent only once shutdown_now has dropped the children from the deque.
+    CHECK(eventually([&] { return pool.stats().dropped >= static_cast<std::uint64_t>(k_children); }));
     release.count_down();
     stopper.join();
     parent.get();  // the parent had started: it ran to completion
-    CHECK(dropped.load() == static_cast<std::size_t>(k_children) + probes);
+    CHECK(dropped.load() == static_cast<std::size_t>(k_children));
     CHECK(ran.load() == 0);
     for (auto& c : children) {
       REQUIRE(c.wait_for(std::chrono::seconds(0)) == std::future_status::ready);

@@ -31,12 +31,12 @@ class task_group {
  public:
   /// @brief Creates an empty group whose tasks will run on `pool`.
   ///
-  /// Created inside a task of another group on the same pool, the new group is that group's
+  /// Created inside a task of another group (of any pool), the new group is that group's
   /// child for cancellation (see cancel()): it must then be destroyed before that task ends,
   /// which a group on the task's stack always is.
   /// Any thread; never blocks; allocates nothing; does not throw.
   /// @param pool the pool; it must outlive the group.
-  explicit task_group(thread_pool& pool) noexcept : m_pool(&pool), m_state(pool.current_group()) {}
+  explicit task_group(thread_pool& pool) noexcept : m_pool(&pool), m_state(detail::t_running_group) {}
 
   /// @brief Waits for the group's tasks (as wait()), then destroys the group.
   ///
@@ -64,11 +64,7 @@ class task_group {
   /// Memory ordering: a task whose run() (or whose group's creation, for a nested group) happens
   /// after the cancel() is skipped; a task queued before it may still start if a worker takes it
   /// before the cancellation reaches that worker.
-  void cancel() noexcept {
-    if (m_state.cancel()) {
-      m_pool->cancellation_began();
-    }
-  }
+  void cancel() noexcept { m_state.cancel(); }
 
   /// @brief True from cancel() (of this group or of a group it was created in) until the end of
   /// the wait() that follows. Any thread; never blocks; does not throw.
@@ -119,9 +115,7 @@ class task_group {
         m_state.wait_external();
       }
     }
-    if (m_state.end_cancel()) {
-      m_pool->cancellation_ended();
-    }
+    m_state.end_cancel();
   }
 
   thread_pool* m_pool;

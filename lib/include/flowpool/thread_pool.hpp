@@ -275,12 +275,6 @@ class thread_pool {
   void abandon(detail::task_claim claim) noexcept;
   // True if the calling thread is one of this pool's workers.
   [[nodiscard]] bool on_own_worker() const noexcept;
-  // The group of the task the calling worker of this pool is running, or nullptr (outside the
-  // pool, or a task without a group): the parent of a task_group created now.
-  [[nodiscard]] const detail::group_state* current_group() const noexcept;
-  // A group of this pool was cancelled / its cancellation ended (see task_group::cancel()).
-  void cancellation_began() noexcept;
-  void cancellation_ended() noexcept;
   // Runs queued tasks on the calling worker until `group` has nothing pending (task_group::wait()).
   void help_while_pending(detail::group_state& group) noexcept;
   bool wait_idle_until(detail::deadline deadline);

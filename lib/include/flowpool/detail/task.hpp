@@ -15,6 +15,16 @@ namespace flowpool::detail {
 
 class group_state;
 
+// The group of the task the calling thread is running as a flowpool worker (nullptr between
+// tasks, for a task without a group, and on other threads). The pool sets it around each task
+// (saving and restoring it around nested runs); a task_group created by that task takes it as its
+// parent for cancellation. Only the thread itself reads or writes it.
+inline thread_local const group_state* t_running_group = nullptr;
+
+// Groups whose cancellation is in effect, process-wide (task_group::cancel() until the end of the
+// next wait()). Zero almost always, so the pool checks a task's group flags only when it is not.
+inline std::atomic<std::uint32_t> g_cancellations{0};
+
 // What the pool queues: the callable plus the group it counts against (nullptr for submit/post).
 // Deriving lets GCC and Clang place `group` in small_task's tail padding: 64 bytes, one cache line.
 struct task : small_task {
@@ -70,25 +80,29 @@ class external_waiter {
 class group_state {
  public:
   group_state() noexcept = default;
-  // A group created while the calling worker runs a task of `parent` inherits its cancellation.
+  // A group created while the calling thread runs a task of `parent` inherits its cancellation.
   explicit group_state(const group_state* parent) noexcept : m_parent(parent) {}
   group_state(const group_state&) = delete;
   group_state& operator=(const group_state&) = delete;
   ~group_state() = default;
 
-  // Marks the group cancelled. Returns true if it was not already (the caller then counts one
-  // more cancellation in effect for its pool). Any thread.
-  bool cancel() noexcept {
-    // relaxed: the skip decision reads the flag after the pool's cancellation count, whose release
-    // increment (made after this, by the caller) publishes it; see pool_impl::execute().
-    return !m_canceled.exchange(true, std::memory_order_relaxed);
+  // Marks the group cancelled. Any thread; idempotent.
+  void cancel() noexcept {
+    // relaxed: published by the release increment of g_cancellations just below, which every
+    // skip decision loads (acquire) before it reads a flag.
+    if (!m_canceled.exchange(true, std::memory_order_relaxed)) {
+      // release, pairs with: should_skip()'s acquire load.
+      g_cancellations.fetch_add(1, std::memory_order_release);
+    }
   }
 
-  // Clears the cancellation once no task of the group is pending. Returns true if it was set (the
-  // caller then counts one cancellation less). The waiting thread only.
-  bool end_cancel() noexcept {
-    // relaxed: nothing of the group's tasks is pending, so no skip decision reads it for this round.
-    return m_canceled.exchange(false, std::memory_order_relaxed);
+  // Clears the cancellation once no task of the group is pending. The waiting thread only.
+  void end_cancel() noexcept {
+    // relaxed: no task of the group is pending, so no skip decision of this round reads it.
+    if (m_canceled.exchange(false, std::memory_order_relaxed)) {
+      // relaxed: a count that stays too high for a moment only costs a needless flag check.
+      g_cancellations.fetch_sub(1, std::memory_order_relaxed);
+    }
   }
 
   // True if this group or a group it was created in is cancelled. Any thread; the ancestors
@@ -96,12 +110,19 @@ class group_state {
   // count above zero).
   [[nodiscard]] bool canceled() const noexcept {
     for (const group_state* g = this; g != nullptr; g = g->m_parent) {
-      // relaxed: ordered by the pool's cancellation count (see cancel()).
+      // relaxed: ordered by g_cancellations (see cancel()).
       if (g->m_canceled.load(std::memory_order_relaxed)) {
         return true;
       }
     }
     return false;
+  }
+
+  // Whether a task of `group` (nullptr: no group) must be skipped instead of run. The common case
+  // costs one load of a line nobody writes. acquire, pairs with: cancel()'s release increment; a
+  // cancel() that happens-before the task's run() (through the queue's publication) is seen.
+  [[nodiscard]] static bool should_skip(const group_state* group) noexcept {
+    return group != nullptr && g_cancellations.load(std::memory_order_acquire) != 0 && group->canceled();
   }
 
   // One more task will be queued. Called by run() before publishing the task.
