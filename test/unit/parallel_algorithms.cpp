@@ -574,3 +574,44 @@ TEST_SUITE("parallel_invoke") {
     }
   }
 }
+
+TEST_SUITE("parallel algorithms memory ordering") {
+  TEST_CASE("plain writes of the bodies, maps and callables are visible after the return" * doctest::timeout(60)) {
+    for (const std::size_t threads : k_thread_counts) {
+      CAPTURE(threads);
+      thread_pool pool{pool_options{.threads = threads}};
+      constexpr std::size_t k_size = std::size_t{1} << 20U;
+      std::vector<std::uint8_t> blocked(k_size, 0);  // non-atomic: each index written by one piece
+      std::vector<std::uint8_t> mapped(k_size, 0);   // non-atomic: each index mapped once
+      std::array<int, 4> invoked{};                  // non-atomic: one element per callable
+      auto check = [&] {
+        parallel_for_blocked(pool, 0, k_size, [&blocked](std::size_t b, std::size_t e) {
+          for (std::size_t i = b; i != e; ++i) {
+            blocked[i] = static_cast<std::uint8_t>(blocked[i] + 1);
+          }
+        });
+        const std::size_t n = parallel_reduce(
+            pool, 0, k_size, std::size_t{0},
+            [&mapped](std::size_t i) {
+              mapped[i] = static_cast<std::uint8_t>(mapped[i] + 1);
+              return std::size_t{1};
+            },
+            [](std::size_t a, std::size_t b) { return a + b; });
+        CHECK(n == k_size);
+        parallel_invoke(
+            pool, [&invoked] { ++invoked[0]; }, [&invoked] { ++invoked[1]; }, [&invoked] { ++invoked[2]; },
+            [&invoked] { ++invoked[3]; });
+      };
+      check();                   // from outside the pool
+      pool.submit(check).get();  // from a worker
+      std::size_t wrong = 0;
+      for (std::size_t i = 0; i < k_size; ++i) {
+        wrong += (blocked[i] != 2 ? 1 : 0) + (mapped[i] != 2 ? 1 : 0);
+      }
+      CHECK(wrong == 0);
+      for (const int c : invoked) {
+        CHECK(c == 2);
+      }
+    }
+  }
+}
