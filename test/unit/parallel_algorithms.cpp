@@ -198,6 +198,19 @@ TEST_SUITE("mixed index types") {
     }
   }
 
+  TEST_CASE("character types are accepted as indices" * doctest::timeout(30)) {
+    thread_pool pool{pool_options{.threads = 2}};
+    std::atomic<int> calls{0};
+    parallel_for(pool, 'a', 'z' + 1, [&calls](int) { calls.fetch_add(1); });  // char with int: int
+    parallel_for(pool, 'a', 'k', [&calls](char) { calls.fetch_add(1); });
+    parallel_for_blocked(pool, L'a', L'k',
+                         [&calls](wchar_t b, wchar_t e) { calls.fetch_add(static_cast<int>(e - b)); });
+    CHECK(calls.load() == 26 + 10 + 10);
+    CHECK(parallel_reduce(
+              pool, u8'0', u8'9', std::string{}, [](char8_t c) { return std::string(1, static_cast<char>(c)); },
+              [](std::string a, const std::string& b) { return a + b; }) == "012345678");
+  }
+
   TEST_CASE("a negative signed end with an unsigned common type throws std::invalid_argument" * doctest::timeout(30)) {
     thread_pool pool{pool_options{.threads = 2}};
     std::atomic<int> calls{0};

@@ -11,6 +11,7 @@
 #include <concepts>
 #include <cstdint>
 #include <exception>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -35,6 +36,24 @@ concept loop_index = std::integral<T> && !std::same_as<std::remove_cv_t<T>, bool
 template <class First, class Last>
 concept loop_index_pair = loop_index<First> && loop_index<Last>;
 
+/// The value of `x` in the widest integer type of its signedness. (std::cmp_less and
+/// std::in_range reject the character types, which parallel loops accept.)
+template <class T>
+constexpr auto widen(T x) noexcept {
+  if constexpr (std::is_signed_v<T>) {
+    return static_cast<std::intmax_t>(x);
+  } else {
+    return static_cast<std::uintmax_t>(x);
+  }
+}
+
+/// True if `x` is a value of `Index`.
+template <class Index, class T>
+constexpr bool fits(T x) noexcept {
+  return std::cmp_less_equal(widen(std::numeric_limits<Index>::min()), widen(x)) &&
+         std::cmp_less_equal(widen(x), widen(std::numeric_limits<Index>::max()));
+}
+
 /// @brief Converts `[first, last)` to the common index type `Index`.
 /// @return false if the range is empty or reversed (compared as mathematical integers, so
 ///         `-1 < 0u` holds); true, with `f` and `l` set, otherwise.
@@ -42,13 +61,13 @@ concept loop_index_pair = loop_index<First> && loop_index<Last>;
 ///         `Index` (a negative signed end with an unsigned common type).
 template <class Index, class First, class Last>
 bool common_range(const char* who, First first, Last last, Index& f, Index& l) {
-  if (!std::cmp_less(first, last)) {
+  if (!std::cmp_less(widen(first), widen(last))) {
     return false;
   }
-  if (!std::in_range<Index>(first) || !std::in_range<Index>(last)) {
+  if (!fits<Index>(first) || !fits<Index>(last)) {
     // Only a negative signed end can fail: the common type of a signed/unsigned pair is either
     // signed and wide enough for both, or unsigned and at least as wide as both.
-    const bool first_bad = !std::in_range<Index>(first);
+    const bool first_bad = !fits<Index>(first);
     const auto value = first_bad ? static_cast<std::intmax_t>(first) : static_cast<std::intmax_t>(last);
     throw std::invalid_argument(std::string(who) + ": " + (first_bad ? "first" : "last") + " = " +
                                 std::to_string(value) +
