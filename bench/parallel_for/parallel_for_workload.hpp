@@ -1,6 +1,8 @@
 /// @file
 /// @brief parallel_for sum over 16M doubles: the data, the serial reference answer, the
-/// per-thread partial sums every implementation's body adds into, and the shared harness.
+/// per-thread partial sums the per-index bodies (flowpool::parallel_for, tbb::parallel_for) add
+/// into, and the shared harness. The reduce rows (flowpool::parallel_reduce,
+/// tbb::parallel_reduce) need no registry.
 ///
 /// The values are small integers (i mod 1024), so every partial sum and the total are exact in
 /// a double whatever the split and the order: the check is an equality, not a tolerance.

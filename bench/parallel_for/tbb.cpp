@@ -4,8 +4,9 @@
 /// - `parallel_for/tbb_for` (the reference for the target): `tbb::parallel_for(first,
 ///   last, body)`, the index form, with *the same body* as flowpool (add element i to the
 ///   calling thread's partial sum), so only the schedulers differ.
-/// - `parallel_for/tbb_reduce` (informational): the idiomatic `tbb::parallel_reduce` over a
-///   `blocked_range`, which keeps each chunk's sum in a register; it measures what an interface
+/// - `parallel_for/tbb_reduce`: the idiomatic `tbb::parallel_reduce` over a `blocked_range`,
+///   which keeps each chunk's sum in a register: the reference for `flowpool::parallel_reduce`
+///   (`parallel_for/flowpool_reduce`), and, against `parallel_for/flowpool`, what an interface
 ///   with chunked bodies gains over a per-index one.
 ///
 /// Threads: `tbb_joined_arena(N)`; the benchmark thread calls the algorithm inside

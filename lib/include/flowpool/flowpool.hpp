@@ -4,6 +4,8 @@
 
 #include <flowpool/bounded_queue.hpp>
 #include <flowpool/parallel_for.hpp>
+#include <flowpool/parallel_invoke.hpp>
+#include <flowpool/parallel_reduce.hpp>
 #include <flowpool/pool_stats.hpp>
 #include <flowpool/server_pool.hpp>
 #include <flowpool/task_group.hpp>
