@@ -58,6 +58,22 @@ struct pool_options {
   /// exception thrown by on_error itself is dropped too. Never called concurrently with itself
   /// from the same worker, but may run on several workers at once.
   std::function<void(std::exception_ptr)> on_error{};  // {}: no -Wmissing-field-initializers for {.threads = n}
+  /// Called once on each worker's own thread, with its index in [0, threads), before that worker
+  /// takes any task (this_worker_index() returns the index inside it). The constructor returns
+  /// only after every worker's call has returned; the calls of different workers may run at once.
+  /// If one throws, no worker runs a task: the constructor stops and joins every worker (running
+  /// on_thread_stop on those whose start hook returned) and rethrows that exception (the first,
+  /// if several throw). It must not use the pool being constructed (there is none yet); a start
+  /// hook that never returns blocks the constructor for ever.
+  std::function<void(std::size_t index)> on_thread_start{};
+  /// Called once on each worker's own thread, with its index, after the last task that worker
+  /// runs and before its thread exits: on the destructor, shutdown() and shutdown_now(), and when
+  /// the constructor fails after that worker's on_thread_start returned. The calls of different
+  /// workers may run at once. Submitting to the pool from it throws shut_down_error (try_post()
+  /// returns false): nothing would run the task. An exception it throws is dropped, as on_error's.
+  /// Memory ordering: each call happens-before the return of the destructor, or of the outside
+  /// shutdown() / shutdown_now() call, that joins the worker.
+  std::function<void(std::size_t index)> on_thread_stop{};
 };
 
 /// @brief A pool of worker threads that run arbitrary tasks, with work stealing.
@@ -107,9 +123,12 @@ class thread_pool {
   ///
   /// Any thread; blocks while threads start; allocates.
   /// @param options the configuration; see pool_options.
+  /// Memory ordering: every pool_options::on_thread_start call happens-before the return.
   /// @throws std::invalid_argument naming the field if `threads` or `queue_capacity` is out of range.
   /// @throws std::system_error if a worker thread cannot be started: the workers already started
   ///         are stopped and joined before the exception propagates.
+  /// @throws whatever pool_options::on_thread_start throws (the first exception, if several
+  ///         workers' hooks throw): every worker is stopped and joined first, none ran a task.
   explicit thread_pool(pool_options options);
 
   /// @brief Graceful stop: stops accepting tasks, runs every accepted task (and every task those
