@@ -1,5 +1,7 @@
 #include "pool_impl.hpp"
 
+#include "cpu_limit.hpp"
+
 #include <flowpool/detail/thread_start.hpp>
 #include <flowpool/thread_pool.hpp>
 
@@ -38,7 +40,7 @@ std::uint64_t next_random(std::uint64_t& state) noexcept {  // xorshift64*
 
 std::size_t resolve_threads(std::size_t threads) {
   if (threads == 0) {
-    return std::max<std::size_t>(1, std::thread::hardware_concurrency());
+    return thread_pool::default_thread_count();
   }
   if (threads > thread_pool::k_max_threads) {
     throw std::invalid_argument("flowpool::pool_options::threads must be at most " +
@@ -803,6 +805,10 @@ void thread_pool::shutdown() noexcept {
 
 std::size_t thread_pool::shutdown_now() noexcept {
   return m_impl->shutdown_now(on_own_worker() ? detail::pool_impl::current_worker() : nullptr);
+}
+
+std::size_t thread_pool::default_thread_count() noexcept {
+  return std::min(detail::available_cpus(), k_max_threads);
 }
 
 std::size_t thread_pool::thread_count() const noexcept {

@@ -42,8 +42,9 @@ class shut_down_error : public std::runtime_error {
 /// @brief Configuration of a thread_pool, used with designated initializers:
 /// `flowpool::thread_pool pool{{.threads = 4, .name = "render"}}`.
 struct pool_options {
-  /// Number of worker threads; 0 means std::thread::hardware_concurrency() (at least 1). At most
-  /// thread_pool::k_max_threads, otherwise the constructor throws std::invalid_argument.
+  /// Number of worker threads; 0 means thread_pool::default_thread_count(), the CPUs this process
+  /// may use (its affinity mask and cgroup CPU quota), not std::thread::hardware_concurrency().
+  /// At most thread_pool::k_max_threads, otherwise the constructor throws std::invalid_argument.
   std::size_t threads = 0;
   /// Tasks from outside the pool that may wait in the injection queue; when it is full, submit()
   /// and post() from outside block and try_post() returns false. Must be at least 1 and at most
@@ -107,13 +108,15 @@ class thread_pool {
   /// (80 bytes each on x86-64) are allocated by the constructor, so this bounds it to ~320 MiB.
   static constexpr std::size_t k_max_queue_capacity = std::size_t{1} << 22;
 
-  /// @brief Starts std::thread::hardware_concurrency() workers with default options.
+  /// @brief Starts default_thread_count() workers with default options.
   ///
   /// Any thread; blocks while threads start; allocates.
   /// @throws std::system_error if a thread cannot be started (started ones are stopped first).
   thread_pool();
 
-  /// @brief Starts `threads` workers (0 means the hardware default) with default options.
+  /// @brief Starts `threads` workers (0 means default_thread_count()) with default options.
+  ///
+  /// Any thread; blocks while threads start; allocates.
   /// @param threads the number of worker threads.
   /// @throws std::invalid_argument if `threads` exceeds k_max_threads.
   /// @throws std::system_error if a thread cannot be started (started ones are stopped first).
@@ -263,6 +266,19 @@ class thread_pool {
   ///         returned, the counts returned so far add up to pool_stats::dropped. A call on a worker
   ///         does not count tasks dropped after it returns (a later call does).
   std::size_t shutdown_now() noexcept;
+
+  /// @brief The number of workers `threads = 0` starts: the CPUs this process may use.
+  ///
+  /// The smaller of the calling thread's affinity mask (`sched_getaffinity`, which new threads
+  /// inherit: taskset, cpusets) and the cgroup v2 CPU quota (`cpu.max` of the process's cgroup and
+  /// its ancestors, quota / period rounded up: "150000 100000" is 2 CPUs, "max 100000" is no
+  /// quota), at least 1 and at most k_max_threads. Falls back to
+  /// std::thread::hardware_concurrency() (at least 1) when neither can be read, e.g. off Linux.
+  /// Computed anew on every call (the mask and the quota can change while the process runs).
+  /// Any thread; does not block (reads a few small files under /proc and /sys/fs/cgroup);
+  /// allocates a few short strings (an allocation failure counts as "no quota"); never throws.
+  /// @return the default thread count, >= 1.
+  [[nodiscard]] static std::size_t default_thread_count() noexcept;
 
   /// @brief The number of worker threads. Any thread; never blocks.
   /// @return the thread count fixed at construction.
