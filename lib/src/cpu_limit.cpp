@@ -111,32 +111,41 @@ std::optional<std::string_view> parse_cgroup_v2_path(std::string_view text) noex
   return std::nullopt;
 }
 
-std::optional<std::size_t> cgroup_cpu_quota() noexcept {
+std::optional<std::size_t> cgroup_cpu_quota_in(std::string_view mount,
+                                               std::optional<std::string_view> cgroup_path) noexcept {
   try {
-    const std::string root = "/sys/fs/cgroup";
+    const std::string root(mount);
     std::optional<std::size_t> smallest;
     const auto consider = [&smallest](std::optional<std::size_t> quota) {
       if (quota && (!smallest || *quota < *smallest)) {
         smallest = quota;
       }
     };
-    char buffer[4096];
-    if (const std::optional<std::string_view> text = read_small_file("/proc/self/cgroup", buffer)) {
-      if (const std::optional<std::string_view> path = parse_cgroup_v2_path(*text)) {
-        // From the process's own cgroup up to (not including) the root.
-        std::string directory = root + std::string(*path);
-        while (directory.size() > root.size()) {
-          consider(quota_in(directory));
-          directory.resize(directory.rfind('/'));
-        }
+    if (cgroup_path) {
+      // From the cgroup itself up to (not including) the mount point.
+      std::string directory = root + std::string(*cgroup_path);
+      while (!directory.empty() && directory.back() == '/') {
+        directory.pop_back();
+      }
+      while (directory.size() > root.size()) {
+        consider(quota_in(directory));
+        directory.resize(directory.rfind('/'));
       }
     }
-    // The root: in a container with its own cgroup namespace, the container's limit.
     consider(quota_in(root));
     return smallest;
   } catch (...) {  // std::bad_alloc building a path: no quota known
     return std::nullopt;
   }
+}
+
+std::optional<std::size_t> cgroup_cpu_quota() noexcept {
+  char buffer[4096];
+  std::optional<std::string_view> path;
+  if (const std::optional<std::string_view> text = read_small_file("/proc/self/cgroup", buffer)) {
+    path = parse_cgroup_v2_path(*text);
+  }
+  return cgroup_cpu_quota_in("/sys/fs/cgroup", path);
 }
 
 std::optional<std::size_t> affinity_cpu_count() noexcept {

@@ -22,9 +22,16 @@ std::optional<std::size_t> parse_cpu_max(std::string_view text) noexcept;
 // a view into `text`, or nullopt if there is no such line (a cgroup v1-only system). Pure.
 std::optional<std::string_view> parse_cgroup_v2_path(std::string_view text) noexcept;
 
-// The CPU quota of this process's cgroup v2: the smallest parse_cpu_max() of cpu.max in its cgroup
-// directory under /sys/fs/cgroup and in each ancestor up to /sys/fs/cgroup itself (the limits
-// nest). nullopt if no quota applies or nothing can be read. Any thread; reads files; noexcept.
+// The smallest parse_cpu_max() of the cpu.max files in `mount` + `cgroup_path` and in each
+// ancestor directory up to and including `mount` (the limits nest: a child cannot use more than
+// its parents allow; `mount` itself holds the container's limit under a cgroup namespace).
+// Without a path only `mount`/cpu.max is read. Missing or unreadable files count as no quota.
+// nullopt if no quota applies. Reads files; noexcept (an allocation failure counts as no quota).
+std::optional<std::size_t> cgroup_cpu_quota_in(std::string_view mount,
+                                               std::optional<std::string_view> cgroup_path) noexcept;
+
+// cgroup_cpu_quota_in("/sys/fs/cgroup", the cgroup v2 path in /proc/self/cgroup): this process's
+// cgroup v2 CPU quota. Any thread; reads files; noexcept.
 std::optional<std::size_t> cgroup_cpu_quota() noexcept;
 
 // CPU_COUNT of the calling thread's affinity mask (the one new threads inherit), or nullopt if
