@@ -5,7 +5,10 @@
 ///
 /// **Thread-count fairness.** Every family gives flowpool and oneTBB the same number N of
 /// threads that can run tasks: N = `FLOWPOOL_BENCH_THREADS` if set, else
-/// `std::thread::hardware_concurrency()`. flowpool gets a `thread_pool` with N workers; the
+/// `flowpool::thread_pool::default_thread_count()` (the CPUs this process may use: its affinity
+/// mask and cgroup CPU quota, which `std::thread::hardware_concurrency()` ignores, so under
+/// `taskset` or a container limit both libraries get the CPUs they can actually run on, and a
+/// `thread_pool{{.threads = 0}}` gets the same N). flowpool gets a `thread_pool` with N workers; the
 /// benchmark thread stays outside it (it submits and then blocks, it never runs tasks).
 /// oneTBB is limited with a `tbb::global_control(max_allowed_parallelism, ...)` plus a
 /// `tbb::task_arena`; the two arena shapes and what they mean are in tbb_arenas.hpp, and each
@@ -13,6 +16,8 @@
 #pragma once
 
 #include <benchmark/benchmark.h>
+
+#include <flowpool/thread_pool.hpp>
 
 #include <sys/resource.h>
 
@@ -22,13 +27,13 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
-#include <thread>
 
 namespace flowpool_bench {
 
 /// @brief The number of task-running threads each library gets in these benchmarks.
 ///
-/// `FLOWPOOL_BENCH_THREADS` (a positive integer) if set, else `hardware_concurrency()` (at least 1).
+/// `FLOWPOOL_BENCH_THREADS` (a positive integer) if set, else
+/// `flowpool::thread_pool::default_thread_count()` (at least 1).
 /// Any thread; reads the environment on every call.
 /// @return N >= 1.
 /// @throws std::invalid_argument if `FLOWPOOL_BENCH_THREADS` is set but not a positive integer.
@@ -41,8 +46,7 @@ namespace flowpool_bench {
     }
     return static_cast<std::size_t>(value);
   }
-  const unsigned hardware = std::thread::hardware_concurrency();
-  return hardware == 0 ? 1 : hardware;
+  return flowpool::thread_pool::default_thread_count();
 }
 
 /// @brief User plus system CPU time consumed so far by every thread of this process, in seconds.

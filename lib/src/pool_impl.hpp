@@ -97,6 +97,9 @@ class worker {
   std::uint64_t rng;
   std::uint64_t injected_position = 0;  // position of the last task taken from the injection queue
   std::chrono::steady_clock::time_point busy_since{};
+  // False while on_thread_stop runs: claim() from this worker then refuses (shut_down_error, or
+  // false from try_post), since nothing would run a task pushed onto this deque any more.
+  bool accepting = true;
 
   // Nodes of this worker returned by other workers (Treiber stack: any thread pushes, the owner
   // takes the whole stack with one exchange, so there is no ABA).
@@ -131,9 +134,17 @@ class pool_impl {
 
   enum class found : std::uint8_t { nothing, node, injected };
 
+  enum class start_verdict : std::uint8_t { pending, run, abort };
+
   void start_workers();
   void stop_and_join() noexcept;
   void worker_main(worker& self) noexcept;
+  // Runs on_thread_start on `self`, reports to the constructor and waits for its verdict. Sets
+  // `hook_ran` when the hook returned normally (or there is none). Returns true if the worker
+  // may take tasks, false if the pool is not starting (a start hook threw, or a thread failed).
+  bool start_worker(worker& self, bool& hook_ran) noexcept;
+  // Runs on_thread_stop (if `run_hook`) with claims refused, then forgets the worker thread.
+  void finish_worker(worker& self, bool run_hook) noexcept;
   bool idle_loop(worker& self) noexcept;
   found find_work(worker& self, task_node*& node, task& injected, bool& contended) noexcept;
   void run_found(worker& self, found kind, task_node* node, task& injected) noexcept;
@@ -153,6 +164,18 @@ class pool_impl {
 
   std::string m_name;
   std::function<void(std::exception_ptr)> m_on_error;
+  std::function<void(std::size_t)> m_on_thread_start;
+  std::function<void(std::size_t)> m_on_thread_stop;
+
+  // Start handshake between the constructor and the workers (all under m_start_mutex, no atomics):
+  // each worker runs its start hook, counts itself in m_start_arrived (recording the first hook
+  // exception), then waits until the constructor sets m_start_verdict.
+  std::mutex m_start_mutex;
+  std::condition_variable m_start_cv;
+  std::size_t m_start_arrived = 0;
+  std::exception_ptr m_start_error;
+  start_verdict m_start_verdict = start_verdict::pending;
+
   std::vector<std::unique_ptr<worker>> m_workers;
   injection_queue m_injection;
   const std::uint64_t m_space_check_mask;  // see run_found()

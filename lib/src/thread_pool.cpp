@@ -1,5 +1,7 @@
 #include "pool_impl.hpp"
 
+#include "cpu_limit.hpp"
+
 #include <flowpool/detail/thread_start.hpp>
 #include <flowpool/thread_pool.hpp>
 
@@ -38,7 +40,7 @@ std::uint64_t next_random(std::uint64_t& state) noexcept {  // xorshift64*
 
 std::size_t resolve_threads(std::size_t threads) {
   if (threads == 0) {
-    return std::max<std::size_t>(1, std::thread::hardware_concurrency());
+    return thread_pool::default_thread_count();
   }
   if (threads > thread_pool::k_max_threads) {
     throw std::invalid_argument("flowpool::pool_options::threads must be at most " +
@@ -80,6 +82,8 @@ worker::~worker() {
 pool_impl::pool_impl(pool_options options)
     : m_name(std::move(options.name)),
       m_on_error(std::move(options.on_error)),
+      m_on_thread_start(std::move(options.on_thread_start)),
+      m_on_thread_stop(std::move(options.on_thread_stop)),
       m_injection(checked_capacity(options.queue_capacity)),
       m_space_check_mask(options.queue_capacity >= 64 ? 31 : 0) {
   const std::size_t threads = resolve_threads(options.threads);
@@ -100,11 +104,63 @@ void pool_impl::start_workers() {
     }
   } catch (...) {
     // No task can have been accepted yet (the constructor has not returned): stop and join the
-    // workers that did start, then let the exception propagate.
+    // workers that did start (they wait for the verdict, run their stop hooks and exit), then
+    // let the exception propagate.
+    {
+      std::lock_guard lock(m_start_mutex);
+      m_start_verdict = start_verdict::abort;
+    }
+    m_start_cv.notify_all();
     m_injection.close();
     stop_and_join();
     throw;
   }
+  // Every worker has started: wait until each has run its start hook, then tell them whether
+  // the pool starts. No worker takes a task before the verdict, so a failed start runs none.
+  std::exception_ptr error;
+  {
+    std::unique_lock lock(m_start_mutex);
+    m_start_cv.wait(lock, [this] { return m_start_arrived == m_workers.size(); });
+    error = m_start_error;
+    m_start_verdict = error ? start_verdict::abort : start_verdict::run;
+  }
+  m_start_cv.notify_all();
+  if (error) {
+    m_injection.close();
+    stop_and_join();
+    std::rethrow_exception(error);  // the start hook's own exception (documented)
+  }
+}
+
+bool pool_impl::start_worker(worker& self, bool& hook_ran) noexcept {
+  std::exception_ptr error;
+  if (m_on_thread_start) {
+    try {
+      m_on_thread_start(self.index);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  hook_ran = !error;
+  std::unique_lock lock(m_start_mutex);
+  if (error && !m_start_error) {
+    m_start_error = error;  // the first failure is the one the constructor rethrows
+  }
+  ++m_start_arrived;
+  m_start_cv.notify_all();  // the constructor waits for the last arrival
+  m_start_cv.wait(lock, [this] { return m_start_verdict != start_verdict::pending; });
+  return m_start_verdict == start_verdict::run;
+}
+
+void pool_impl::finish_worker(worker& self, bool run_hook) noexcept {
+  self.accepting = false;
+  if (run_hook && m_on_thread_stop) {
+    try {
+      m_on_thread_stop(self.index);
+    } catch (...) {  // an exception from on_thread_stop is dropped (documented)
+    }
+  }
+  t_worker = nullptr;
 }
 
 pool_impl::~pool_impl() {
@@ -226,6 +282,12 @@ void pool_impl::release_node(worker* self, task_node* node) noexcept {
 
 task_claim pool_impl::claim(worker* self, bool blocking) {
   if (self != nullptr) {
+    if (!self->accepting) {  // on_thread_stop is running: nothing would run the task
+      if (blocking) {
+        throw shut_down_error();
+      }
+      return {};
+    }
     // relaxed: a hint; a task pushed after shutdown_now() started is dropped when the worker exits.
     if (m_stop_now.load(std::memory_order_relaxed)) {
       if (blocking) {
@@ -468,8 +530,13 @@ void pool_impl::run_found(worker& self, found kind, task_node* node, task& injec
 }
 
 void pool_impl::worker_main(worker& self) noexcept {
-  t_worker = &self;
+  t_worker = &self;  // before the start hook: this_worker_index() works inside it
   self.deque.bind_owner(std::this_thread::get_id());
+  bool hook_ran = false;
+  if (!start_worker(self, hook_ran)) {
+    finish_worker(self, hook_ran);
+    return;
+  }
   self.busy_since = std::chrono::steady_clock::now();
   task injected;
   for (;;) {
@@ -493,7 +560,7 @@ void pool_impl::worker_main(worker& self) noexcept {
     drop((*n)->work);
     release_node(&self, *n);
   }
-  t_worker = nullptr;
+  finish_worker(self, true);  // after the last task (run or dropped) of this worker
 }
 
 void pool_impl::leave_searching_found_work() noexcept {
@@ -747,6 +814,10 @@ void thread_pool::shutdown() noexcept {
 
 std::size_t thread_pool::shutdown_now() noexcept {
   return m_impl->shutdown_now(on_own_worker() ? detail::pool_impl::current_worker() : nullptr);
+}
+
+std::size_t thread_pool::default_thread_count() noexcept {
+  return std::min(detail::available_cpus(), k_max_threads);
 }
 
 std::size_t thread_pool::thread_count() const noexcept {

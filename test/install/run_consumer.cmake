@@ -1,6 +1,8 @@
 # cmake -P script: build and run the consumer project against flowpool.
 #   MODE=find_package      install the already-built flowpool into a staging prefix, then find_package it
 #   MODE=add_subdirectory  add flowpool's source tree with add_subdirectory
+#   MODE=pkg_config        install into a staging prefix, then build main.cpp with the compiler (CXX)
+#                          and `pkg-config --cflags --libs flowpool` (PKG_CONFIG) alone
 cmake_minimum_required(VERSION 3.25)
 
 function(run)
@@ -13,6 +15,35 @@ endfunction()
 
 file(REMOVE_RECURSE ${WORK_DIR})
 set(consumer_src ${CMAKE_CURRENT_LIST_DIR}/consumer)
+if(MODE STREQUAL "pkg_config")
+  # Install into a staging prefix, then build main.cpp with nothing but the compiler and
+  # `pkg-config --cflags --libs flowpool`, as a Makefile user would.
+  set(prefix ${WORK_DIR}/stage)
+  run(${CMAKE_COMMAND} --install ${FLOWPOOL_BUILD_DIR} --prefix ${prefix} --config ${CONFIG})
+  file(GLOB_RECURSE pc_files ${prefix}/*/flowpool.pc)
+  list(LENGTH pc_files pc_count)
+  if(NOT pc_count EQUAL 1)
+    message(FATAL_ERROR "expected one installed flowpool.pc under ${prefix}, found: ${pc_files}")
+  endif()
+  get_filename_component(pc_dir ${pc_files} DIRECTORY)
+  set(ENV{PKG_CONFIG_PATH} ${pc_dir})
+  execute_process(COMMAND ${PKG_CONFIG} --cflags --libs flowpool OUTPUT_VARIABLE flags
+                  OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "pkg-config --cflags --libs flowpool failed (${rc}) with PKG_CONFIG_PATH=${pc_dir}")
+  endif()
+  message(STATUS "pkg-config --cflags --libs flowpool: ${flags}")
+  separate_arguments(flag_list UNIX_COMMAND "${flags}")
+  get_filename_component(libdir ${pc_dir} DIRECTORY)
+  foreach(expected "-I${prefix}/include" "-std=c++20" "-L${libdir}" "-lflowpool" "-pthread")
+    if(NOT expected IN_LIST flag_list)
+      message(FATAL_ERROR "pkg-config output lacks ${expected}: ${flags}")
+    endif()
+  endforeach()
+  run(${CXX} ${consumer_src}/main.cpp ${flag_list} -o ${WORK_DIR}/consumer)
+  run(${WORK_DIR}/consumer)
+  return()
+endif()
 if(MODE STREQUAL "find_package")
   set(prefix ${WORK_DIR}/stage)
   run(${CMAKE_COMMAND} --install ${FLOWPOOL_BUILD_DIR} --prefix ${prefix} --config ${CONFIG})

@@ -782,7 +782,7 @@ TEST_SUITE("thread_pool") {
     CHECK(inner_index.get() == std::optional<std::size_t>(0));
   }
 
-  TEST_CASE("thread_count honours the options, and 0 means hardware_concurrency") {
+  TEST_CASE("thread_count honours the options, and 0 means the default thread count") {
     for (const std::size_t threads : {1, 2, 3, 8}) {
       CAPTURE(threads);
       thread_pool by_options{pool_options{.threads = static_cast<std::size_t>(threads)}};
@@ -790,13 +790,16 @@ TEST_SUITE("thread_pool") {
       thread_pool by_count(static_cast<std::size_t>(threads));
       CHECK(by_count.thread_count() == static_cast<std::size_t>(threads));
     }
-    const std::size_t hardware = std::max<std::size_t>(1, std::thread::hardware_concurrency());
+    // The CPUs this process may use (affinity mask, cgroup quota), not hardware_concurrency().
+    const std::size_t expected = thread_pool::default_thread_count();
+    CHECK(expected >= 1);
+    CHECK(expected <= std::max<std::size_t>(1, std::thread::hardware_concurrency()));
     thread_pool default_pool;
-    CHECK(default_pool.thread_count() == hardware);
+    CHECK(default_pool.thread_count() == expected);
     thread_pool zero_pool{pool_options{.threads = 0}};
-    CHECK(zero_pool.thread_count() == hardware);
+    CHECK(zero_pool.thread_count() == expected);
     thread_pool zero_count(std::size_t{0});
-    CHECK(zero_count.thread_count() == hardware);
+    CHECK(zero_count.thread_count() == expected);
   }
 
   TEST_CASE("worker threads are named <name>-<index>" * doctest::timeout(30)) {

@@ -42,8 +42,9 @@ class shut_down_error : public std::runtime_error {
 /// @brief Configuration of a thread_pool, used with designated initializers:
 /// `flowpool::thread_pool pool{{.threads = 4, .name = "render"}}`.
 struct pool_options {
-  /// Number of worker threads; 0 means std::thread::hardware_concurrency() (at least 1). At most
-  /// thread_pool::k_max_threads, otherwise the constructor throws std::invalid_argument.
+  /// Number of worker threads; 0 means thread_pool::default_thread_count(), the CPUs this process
+  /// may use (its affinity mask and cgroup CPU quota), not std::thread::hardware_concurrency().
+  /// At most thread_pool::k_max_threads, otherwise the constructor throws std::invalid_argument.
   std::size_t threads = 0;
   /// Tasks from outside the pool that may wait in the injection queue; when it is full, submit()
   /// and post() from outside block and try_post() returns false. Must be at least 1 and at most
@@ -58,6 +59,22 @@ struct pool_options {
   /// exception thrown by on_error itself is dropped too. Never called concurrently with itself
   /// from the same worker, but may run on several workers at once.
   std::function<void(std::exception_ptr)> on_error{};  // {}: no -Wmissing-field-initializers for {.threads = n}
+  /// Called once on each worker's own thread, with its index in [0, threads), before that worker
+  /// takes any task (this_worker_index() returns the index inside it). The constructor returns
+  /// only after every worker's call has returned; the calls of different workers may run at once.
+  /// If one throws, no worker runs a task: the constructor stops and joins every worker (running
+  /// on_thread_stop on those whose start hook returned) and rethrows that exception (the first,
+  /// if several throw). It must not use the pool being constructed (there is none yet); a start
+  /// hook that never returns blocks the constructor for ever.
+  std::function<void(std::size_t index)> on_thread_start{};
+  /// Called once on each worker's own thread, with its index, after the last task that worker
+  /// runs and before its thread exits: on the destructor, shutdown() and shutdown_now(), and when
+  /// the constructor fails after that worker's on_thread_start returned. The calls of different
+  /// workers may run at once. Submitting to the pool from it throws shut_down_error (try_post()
+  /// returns false): nothing would run the task. An exception it throws is dropped, as on_error's.
+  /// Memory ordering: each call happens-before the return of the destructor, or of the outside
+  /// shutdown() / shutdown_now() call, that joins the worker.
+  std::function<void(std::size_t index)> on_thread_stop{};
 };
 
 /// @brief A pool of worker threads that run arbitrary tasks, with work stealing.
@@ -91,13 +108,15 @@ class thread_pool {
   /// (80 bytes each on x86-64) are allocated by the constructor, so this bounds it to ~320 MiB.
   static constexpr std::size_t k_max_queue_capacity = std::size_t{1} << 22;
 
-  /// @brief Starts std::thread::hardware_concurrency() workers with default options.
+  /// @brief Starts default_thread_count() workers with default options.
   ///
   /// Any thread; blocks while threads start; allocates.
   /// @throws std::system_error if a thread cannot be started (started ones are stopped first).
   thread_pool();
 
-  /// @brief Starts `threads` workers (0 means the hardware default) with default options.
+  /// @brief Starts `threads` workers (0 means default_thread_count()) with default options.
+  ///
+  /// Any thread; blocks while threads start; allocates.
   /// @param threads the number of worker threads.
   /// @throws std::invalid_argument if `threads` exceeds k_max_threads.
   /// @throws std::system_error if a thread cannot be started (started ones are stopped first).
@@ -107,9 +126,12 @@ class thread_pool {
   ///
   /// Any thread; blocks while threads start; allocates.
   /// @param options the configuration; see pool_options.
+  /// Memory ordering: every pool_options::on_thread_start call happens-before the return.
   /// @throws std::invalid_argument naming the field if `threads` or `queue_capacity` is out of range.
   /// @throws std::system_error if a worker thread cannot be started: the workers already started
   ///         are stopped and joined before the exception propagates.
+  /// @throws whatever pool_options::on_thread_start throws (the first exception, if several
+  ///         workers' hooks throw): every worker is stopped and joined first, none ran a task.
   explicit thread_pool(pool_options options);
 
   /// @brief Graceful stop: stops accepting tasks, runs every accepted task (and every task those
@@ -244,6 +266,19 @@ class thread_pool {
   ///         returned, the counts returned so far add up to pool_stats::dropped. A call on a worker
   ///         does not count tasks dropped after it returns (a later call does).
   std::size_t shutdown_now() noexcept;
+
+  /// @brief The number of workers `threads = 0` starts: the CPUs this process may use.
+  ///
+  /// The smaller of the calling thread's affinity mask (`sched_getaffinity`, which new threads
+  /// inherit: taskset, cpusets) and the cgroup v2 CPU quota (`cpu.max` of the process's cgroup and
+  /// its ancestors, quota / period rounded up: "150000 100000" is 2 CPUs, "max 100000" is no
+  /// quota), at least 1 and at most k_max_threads. Falls back to
+  /// std::thread::hardware_concurrency() (at least 1) when neither can be read, e.g. off Linux.
+  /// Computed anew on every call (the mask and the quota can change while the process runs).
+  /// Any thread; does not block (reads a few small files under /proc and /sys/fs/cgroup);
+  /// allocates a few short strings (an allocation failure counts as "no quota"); never throws.
+  /// @return the default thread count, >= 1.
+  [[nodiscard]] static std::size_t default_thread_count() noexcept;
 
   /// @brief The number of worker threads. Any thread; never blocks.
   /// @return the thread count fixed at construction.
