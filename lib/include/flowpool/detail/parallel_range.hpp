@@ -93,8 +93,9 @@ Unsigned auto_grain(Unsigned count, std::size_t threads) noexcept {
 /// @brief The stop flag and first error of one parallel algorithm call.
 ///
 /// The first piece (or callable) to throw sets the flag and keeps its exception; pieces that
-/// have not started yet see the flag and skip. task_group::cancel() (in progress elsewhere)
-/// could later take over the skipping; the flag keeps the algorithms independent of it.
+/// have not started yet see the flag and skip. The flag is the algorithm's own: a task_group
+/// cancel() here would also reach groups the user creates inside the bodies (nested groups see
+/// their parent's cancellation), which an error in one piece must not do.
 class range_control {
  public:
   /// True once a piece threw. Any thread.
