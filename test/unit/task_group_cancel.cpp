@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <flowpool/parallel_for.hpp>
 #include <flowpool/task_group.hpp>
 #include <flowpool/thread_pool.hpp>
 
@@ -123,6 +124,31 @@ TEST_SUITE("task_group") {
       CHECK(inner_ran.load() == 0);
       CHECK_FALSE(outer.is_canceling());
     }
+  }
+
+  TEST_CASE("a parallel_for inside a task of a cancelled group skips pieces and returns normally" *
+            doctest::timeout(60)) {
+    // Documented in limitations.md: the algorithm's own group is a child of the cancelled one.
+    thread_pool pool(2);
+    constexpr int k_indices = 100'000;
+    std::atomic<int> visited{0};
+    bool saw_cancel = false;
+    task_group outer(pool);
+    std::latch started(1);
+    std::latch canceled(1);
+    outer.run([&] {
+      started.count_down();
+      canceled.wait();
+      saw_cancel = outer.is_canceling();
+      flowpool::parallel_for(pool, 0, k_indices, [&visited](int) { visited.fetch_add(1); });
+    });
+    started.wait();
+    outer.cancel();
+    canceled.count_down();
+    CHECK_NOTHROW(outer.wait());
+    CHECK(saw_cancel);
+    CHECK(visited.load() > 0);  // the piece on the calling worker runs
+    CHECK(visited.load() < k_indices);
   }
 
   TEST_CASE("cancelling a child group does not cancel its parent or siblings" * doctest::timeout(60)) {

@@ -62,7 +62,8 @@ class task_group {
   /// Tasks run() into a cancelled group are accepted and skipped. A skipped task counts in
   /// pool_stats::completed and pool_stats::skipped. The parallel algorithms (parallel_for,
   /// parallel_reduce, ...) run in groups of their own, so inside a task of a cancelled group
-  /// they too skip what has not started and return normally, with the work incomplete.
+  /// they may skip pieces that have not started too, and return normally with the work
+  /// incomplete.
   /// Memory ordering: a task whose run() (or whose group's creation, for a nested group) happens
   /// after the cancel() is skipped; a task queued before it may still start if a worker takes it
   /// before the cancellation reaches that worker.
