@@ -24,18 +24,12 @@
 
 using flowpool::server_pool;
 using flowpool::slot_id;
+using flowpool_test::mix;
 using flowpool_test::progress_watchdog;
 using flowpool_test::round_budget;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::uint64_t mix(std::uint64_t x) noexcept {  // splitmix64, for reproducible choices
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30U)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27U)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31U);
-}
 
 // Per-request bookkeeping of one round. Each entry is written by one thread (the submitter, the
 // slot, or the thread that received it from shutdown_now()) and read after join()/destruction,
