@@ -745,6 +745,8 @@ pool_stats pool_impl::stats() const {
 // ---------------------------------------------------------------------------------------------
 // thread_pool
 
+shut_down_error::~shut_down_error() = default;
+
 namespace {
 pool_options make_options(std::size_t threads) {
   pool_options options;

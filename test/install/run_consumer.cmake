@@ -59,3 +59,12 @@ else()
 endif()
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 run(${WORK_DIR}/build/consumer)
+if(MODE STREQUAL "add_subdirectory")
+  # A vendored flowpool must not install itself into the parent's prefix (FLOWPOOL_INSTALL
+  # defaults to PROJECT_IS_TOP_LEVEL): installing the consumer installs nothing of flowpool.
+  run(${CMAKE_COMMAND} --install ${WORK_DIR}/build --prefix ${WORK_DIR}/parent_prefix)
+  file(GLOB_RECURSE leaked ${WORK_DIR}/parent_prefix/*)
+  if(leaked)
+    message(FATAL_ERROR "a vendored flowpool installed files into the parent's prefix: ${leaked}")
+  endif()
+endif()

@@ -60,11 +60,11 @@ requires detail::loop_index_pair<First, Last> T parallel_reduce(thread_pool& poo
     return identity;
   }
   const auto count = static_cast<std::uint64_t>(static_cast<unsigned_index>(l) - static_cast<unsigned_index>(f));
-  const std::uint64_t pieces =
-      std::min(count, static_cast<std::uint64_t>(pool.thread_count()) * detail::k_parallel_for_pieces_per_thread);
+  const std::uint64_t pieces = std::min(
+      count, detail::integer_cast<std::uint64_t>(pool.thread_count()) * detail::k_parallel_for_pieces_per_thread);
   const std::uint64_t quotient = count / pieces;
   const std::uint64_t remainder = count % pieces;
-  auto results = std::make_unique<std::optional<T>[]>(static_cast<std::size_t>(pieces));
+  auto results = std::make_unique<std::optional<T>[]>(detail::integer_cast<std::size_t>(pieces));
   const auto base = static_cast<unsigned_index>(f);
   // Pieces [k0, k0 + n) of the piece index range: piece k starts k * quotient + min(k, remainder)
   // elements in (never more than count, so nothing wraps) and is quotient (+1 if k < remainder) long.
@@ -77,14 +77,14 @@ requires detail::loop_index_pair<First, Last> T parallel_reduce(thread_pool& poo
         // Unsigned-to-signed conversion is modular (C++20), so this is exact for every index.
         sum = reduce(std::move(sum), map(static_cast<index>(i)));
       }
-      results[static_cast<std::size_t>(k)].emplace(std::move(sum));
+      results[detail::integer_cast<std::size_t>(k)].emplace(std::move(sum));
     }
   };
   // The same splitter as parallel_for, over piece numbers with grain 1: one task per piece.
   detail::run_range(pool, std::uint64_t{0}, pieces, std::uint64_t{1}, leaf);
   T total = std::move(identity);
   for (std::uint64_t k = 0; k != pieces; ++k) {
-    total = reduce(std::move(total), std::move(*results[static_cast<std::size_t>(k)]));
+    total = reduce(std::move(total), std::move(*results[detail::integer_cast<std::size_t>(k)]));
   }
   return total;
 }

@@ -54,8 +54,8 @@ struct server_pool_options {
   /// Requests that may wait in the queue; a full queue makes an outside `submit()` block
   /// (backpressure). Follow-ups submitted from handlers are not bounded by it. At least 1.
   std::size_t queue_capacity = 1024;
-  /// Prefix of the OS thread names: slot `k` of server `s` is named `<name>-<s>.<k>`
-  /// (e.g. `server-3.1`); Linux keeps the first 15 characters.
+  /// Prefix of the OS thread names: slot `k` of server `s` is named `NAME-S.K`, where NAME is
+  /// this prefix (e.g. `server-3.1`); Linux keeps the first 15 characters.
   std::string name = "server";
   /// Optional: called on the slot's thread with the exception a handler threw, after the request
   /// has been destroyed and before it counts in `stats()` (as handled and failed) and as done

@@ -13,6 +13,14 @@ namespace flowpool::detail {
 // translation units compiled with different -mtune flags (an ABI hazard for a static library).
 inline constexpr std::size_t k_cache_line = 64;
 
+// static_cast between integer types that are the same type on some platforms and not on others
+// (std::size_t and std::uint64_t). Spelled through a template so that -Wuseless-cast, which users
+// may enable, does not flag it where the two coincide.
+template <class To, class From>
+constexpr To integer_cast(From value) noexcept {
+  return static_cast<To>(value);
+}
+
 [[noreturn]] inline void assertion_failed(const char* expr, const char* file, int line) noexcept {
   std::fprintf(stderr, "flowpool: assertion failed: %s (%s:%d)\n", expr, file, line);
   std::abort();

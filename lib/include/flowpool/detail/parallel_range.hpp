@@ -3,6 +3,8 @@
 /// parallel_reduce (and the error/skip state shared with parallel_invoke). Not API.
 #pragma once
 
+#include <flowpool/detail/config.hpp>
+
 #include <flowpool/task_group.hpp>
 #include <flowpool/thread_pool.hpp>
 
@@ -83,7 +85,7 @@ bool common_range(const char* who, First first, Last last, Index& f, Index& l) {
 /// @return ceil(count / pieces), at least 1.
 template <class Unsigned>
 Unsigned auto_grain(Unsigned count, std::size_t threads) noexcept {
-  const std::uint64_t pieces = static_cast<std::uint64_t>(threads) * k_parallel_for_pieces_per_thread;
+  const std::uint64_t pieces = integer_cast<std::uint64_t>(threads) * k_parallel_for_pieces_per_thread;
   // Rounded-up division without `count + pieces - 1`, which wraps for ranges near 2^64.
   const std::uint64_t grain =
       static_cast<std::uint64_t>(count) / pieces + (static_cast<std::uint64_t>(count) % pieces != 0 ? 1 : 0);
