@@ -67,6 +67,10 @@ namespace flowpool {
 /// has returned (join the producer thread, or have it signal after the call), and likewise for a
 /// producer let in by a `get`.
 ///
+/// **Example.** Three consumer threads and one producer; `join()` waits until every item has been
+/// `task_done()`'d, and `shutdown()` ends the consumers' loops (`docs/examples/queue_pipeline.cpp`):
+/// @snippet queue_pipeline.cpp pipeline
+///
 /// @tparam T the element type; it must be destructible without throwing, and either nothrow
 ///           move-constructible or copy-constructible (rejected at compile time otherwise: a
 ///           move-only type whose move may throw could lose items when the storage grows or

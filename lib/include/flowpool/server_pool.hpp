@@ -187,6 +187,10 @@ inline thread_local const void* t_current_server_pool = nullptr;
 /// preempted before its handler starts); with one slot in all, requests are handled in queue
 /// order. Which slot gets a request is not specified.
 ///
+/// **Example.** Three servers with two slots each; each slot uses its own connection, and a
+/// handler submits follow-ups that `join()` also waits for (`docs/examples/server_requests.cpp`):
+/// @snippet server_requests.cpp server_pool
+///
 /// @tparam Request the request type. It must be nothrow move-constructible: slots move requests
 ///         out of the queue and could neither retry nor drop one whose move threw. Wrap other
 ///         types in `std::unique_ptr`.

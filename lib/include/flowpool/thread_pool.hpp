@@ -104,6 +104,11 @@ struct pool_options {
 /// (returning true) or task_group::run() happens-before the task starts. The end of a task
 /// happens-before the return of `get()`/`wait()` on its future, of the task_group::wait() that
 /// covers it, and of a wait_idle() that covers it.
+///
+/// **Example.** A result through a future, an exception through a future, fire-and-forget tasks
+/// whose exceptions go to `on_error`, and wait_idle() (`docs/examples/thread_pool_tasks.cpp`):
+/// @snippet thread_pool_tasks.cpp submit_post
+/// covers it, and of a wait_idle() that covers it.
 class thread_pool {
  public:
   /// The largest accepted pool_options::threads.
@@ -302,7 +307,10 @@ class thread_pool {
   [[nodiscard]] static std::optional<std::size_t> this_worker_index() noexcept;
 
  private:
+  /// @cond INTERNAL
+  // task_group claims and publishes tasks directly; an implementation detail, not API.
   friend class task_group;
+  /// @endcond
 
   // Reserves storage for one task: a node for the calling worker's deque, or a cell of the
   // injection queue (blocking while it is full if `blocking`). Returns an empty claim when
