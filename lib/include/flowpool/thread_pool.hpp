@@ -37,8 +37,10 @@ class shut_down_error : public std::runtime_error {
  public:
   /// @brief Creates the error with a fixed message.
   shut_down_error() : std::runtime_error("flowpool: the thread_pool is shut down") {}
-  shut_down_error(const shut_down_error&) = default;             ///< Copyable, as exceptions are.
-  shut_down_error& operator=(const shut_down_error&) = default;  ///< Copyable, as exceptions are.
+  shut_down_error(const shut_down_error&) = default;  ///< Copyable, as exceptions are.
+  /// @brief Copyable, as exceptions are.
+  /// @return `*this`.
+  shut_down_error& operator=(const shut_down_error&) = default;
   /// @brief Destroys the error. Defined in the library, so its vtable is emitted once.
   ~shut_down_error() override;
 };
