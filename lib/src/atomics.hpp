@@ -28,7 +28,17 @@ namespace flowpool::detail {
 template <class T>
 using atomic = std::atomic<T>;
 
-#if defined(FLOWPOOL_TSAN)
+// FLOWPOOL_TSAN (FLOWPOOL_SANITIZE=thread), or any -fsanitize=thread build of flowpool itself,
+// e.g. through CMAKE_CXX_FLAGS: the compiler says so (__SANITIZE_THREAD__ on GCC,
+// __has_feature(thread_sanitizer) on Clang).
+#if defined(FLOWPOOL_TSAN) || defined(__SANITIZE_THREAD__)
+#define FLOWPOOL_DETAIL_TSAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define FLOWPOOL_DETAIL_TSAN_BUILD 1
+#endif
+#endif
+#if defined(FLOWPOOL_DETAIL_TSAN_BUILD)
 inline constexpr bool k_tsan_build = true;
 #else
 inline constexpr bool k_tsan_build = false;

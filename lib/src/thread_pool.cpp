@@ -799,10 +799,6 @@ void thread_pool::help_while_pending(detail::group_state& group) noexcept {
   m_impl->help_while_pending(*detail::pool_impl::current_worker(), group);
 }
 
-void thread_pool::wait_idle() {
-  (void)wait_idle_until(detail::deadline::never());
-}
-
 bool thread_pool::wait_idle_until(detail::deadline deadline) {
   if (on_own_worker()) {
     throw std::logic_error("flowpool::thread_pool::wait_idle() called on one of the pool's own workers");

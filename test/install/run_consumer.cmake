@@ -3,6 +3,9 @@
 #   MODE=add_subdirectory  add flowpool's source tree with add_subdirectory
 #   MODE=pkg_config        install into a staging prefix, then build main.cpp with the compiler (CXX)
 #                          and `pkg-config --cflags --libs flowpool` (PKG_CONFIG) alone
+#   MODE=tsan              install into a staging prefix, then build tsan_consumer/ with
+#                          -fsanitize=thread against that normal (uninstrumented) install and run
+#                          it with TSAN_OPTIONS=halt_on_error=1:exitcode=66: any report fails
 cmake_minimum_required(VERSION 3.25)
 
 function(run)
@@ -42,6 +45,16 @@ if(MODE STREQUAL "pkg_config")
   endforeach()
   run(${CXX} ${consumer_src}/main.cpp ${flag_list} -o ${WORK_DIR}/consumer)
   run(${WORK_DIR}/consumer)
+  return()
+endif()
+if(MODE STREQUAL "tsan")
+  set(prefix ${WORK_DIR}/stage)
+  run(${CMAKE_COMMAND} --install ${FLOWPOOL_BUILD_DIR} --prefix ${prefix} --config ${CONFIG})
+  run(${CMAKE_COMMAND} -S ${CMAKE_CURRENT_LIST_DIR}/tsan_consumer -B ${WORK_DIR}/build -G ${GENERATOR}
+      -DCMAKE_BUILD_TYPE=${CONFIG} -DCMAKE_PREFIX_PATH=${prefix})
+  run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
+  set(ENV{TSAN_OPTIONS} "halt_on_error=1:exitcode=66")
+  run(${WORK_DIR}/build/tsan_consumer)
   return()
 endif()
 if(MODE STREQUAL "find_package")

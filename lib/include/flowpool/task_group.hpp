@@ -3,6 +3,7 @@
 #pragma once
 
 #include <flowpool/detail/task.hpp>
+#include <flowpool/detail/tsan.hpp>
 #include <flowpool/thread_pool.hpp>
 
 #include <exception>
@@ -124,6 +125,9 @@ class task_group {
       }
     }
     m_state.end_cancel();
+    // TSan only. pairs with: the release at the end of each of the group's tasks
+    // (detail::tsan_task), which the library's own ordering is invisible to TSan without.
+    FLOWPOOL_TSAN_ACQUIRE(&m_state);
   }
 
   thread_pool* m_pool;

@@ -4,6 +4,7 @@
 
 #include <flowpool/detail/deadline.hpp>
 #include <flowpool/detail/task.hpp>
+#include <flowpool/detail/tsan.hpp>
 #include <flowpool/pool_stats.hpp>
 
 #include <chrono>
@@ -239,7 +240,11 @@ class thread_pool {
   /// Any thread except the pool's own workers. Blocks (sleeps; no busy wait). Does not allocate.
   /// Memory ordering: the end of every covered task happens-before the return.
   /// @throws std::logic_error if called on one of the pool's workers (it would wait for itself).
-  void wait_idle();
+  void wait_idle() {
+    (void)wait_idle_until(detail::deadline::never());
+    // TSan only. pairs with: the release at the end of every task (detail::tsan_task).
+    FLOWPOOL_TSAN_ACQUIRE(this);
+  }
 
   /// @brief wait_idle() with a time limit.
   ///
@@ -250,7 +255,12 @@ class thread_pool {
   /// @throws std::logic_error if called on one of the pool's workers.
   template <class Rep, class Period>
   [[nodiscard]] bool wait_idle_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return wait_idle_until(detail::deadline::after(timeout));
+    const bool idle = wait_idle_until(detail::deadline::after(timeout));
+    if (idle) {
+      // TSan only. pairs with: the release at the end of every task (detail::tsan_task).
+      FLOWPOOL_TSAN_ACQUIRE(this);
+    }
+    return idle;
   }
 
   /// @brief Graceful shutdown: stops accepting tasks from outside the pool, lets every accepted
@@ -332,13 +342,26 @@ class thread_pool {
   // injection queue (it is FIFO), so only a move runs there: a copy (an lvalue `f`), which may be
   // slow or may even submit to this pool itself, is made before the claim. An rvalue is moved
   // into the slot directly, so that a refused submission leaves it with the caller.
+  //
+  // Under TSan annotations (detail/tsan.hpp) the callable is queued inside a detail::tsan_task,
+  // whose end releases the group's and the pool's tokens; with annotations off, `f` itself is.
   template <class F>
   bool enqueue(F&& f, detail::group_state* group, bool blocking) {
     if constexpr (std::is_lvalue_reference_v<F>) {
-      detail::small_task copy(f);  // may throw: nothing is claimed yet; `f` is untouched anyway
+      // may throw: nothing is claimed yet; `f` is untouched anyway
+      detail::small_task copy = make_task(f, group);
       return enqueue_in_place(std::move(copy), group, blocking);
     } else {
       return enqueue_in_place(std::forward<F>(f), group, blocking);
+    }
+  }
+
+  template <class F>
+  detail::small_task make_task(F&& f, [[maybe_unused]] const detail::group_state* group) {
+    if constexpr (detail::k_tsan_annotations) {
+      return detail::small_task(detail::tsan_task<std::decay_t<F>>(std::forward<F>(f), group, this));
+    } else {
+      return detail::small_task(std::forward<F>(f));
     }
   }
 
@@ -348,11 +371,18 @@ class thread_pool {
     if (reserved.slot == nullptr) {
       return false;
     }
+    // TSan only. pairs with: the release of the slot's previous user (the small_task ops that
+    // ran or moved its last task; see detail/small_task.hpp), so our writes below follow its reads.
+    FLOWPOOL_TSAN_ACQUIRE(reserved.slot->tsan_token());
     if constexpr (std::is_same_v<std::remove_cvref_t<F>, detail::small_task>) {
       static_cast<detail::small_task&>(*reserved.slot) = std::move(f);  // noexcept relocation
     } else {
       try {
-        reserved.slot->emplace(std::forward<F>(f));
+        if constexpr (detail::k_tsan_annotations) {
+          reserved.slot->emplace(detail::tsan_task<std::decay_t<F>>(std::forward<F>(f), group, this));
+        } else {
+          reserved.slot->emplace(std::forward<F>(f));
+        }
       } catch (...) {
         abandon(reserved);
         throw;
@@ -362,6 +392,9 @@ class thread_pool {
     if (group != nullptr) {
       group->add_one();
     }
+    // TSan only. pairs with: the acquire of the small_task op that moves or runs the task, on the
+    // worker; everything this thread did before the call happens-before the task starts.
+    FLOWPOOL_TSAN_RELEASE(reserved.slot->tsan_token());
     publish(reserved);
     return true;
   }

@@ -3,6 +3,8 @@
 /// every pool task is stored in. Installed because the pool's templates construct it; not API.
 #pragma once
 
+#include <flowpool/detail/tsan.hpp>
+
 #include <concepts>
 #include <cstddef>
 #include <cstring>
@@ -44,6 +46,15 @@ concept small_task_callable =
 //
 // Thread-safety: none of its own; the pool moves each task between threads through its queues,
 // whose release/acquire publication orders the task's construction before its invocation.
+//
+// Under TSan annotations (detail/tsan.hpp, a user's -fsanitize=thread program against the normal
+// library) that publication is invisible to TSan, and the library moves and runs the task through
+// the ops below, which are instantiated in the user's instrumented code. So every access to a
+// buffer (and to m_ops, in every member: the library may call this TU's copies of them) is
+// bracketed by FLOWPOOL_TSAN_ACQUIRE/RELEASE on the buffer's address (tsan_token()):
+// the library orders the successive users of a buffer (producer, worker, next producer), and the
+// brackets tell TSan so. The memcpy shortcuts are off then (a memcpy from the library would read
+// the buffer unbracketed). With annotations off nothing of this is compiled.
 class small_task {
  public:
   small_task() noexcept = default;
@@ -73,6 +84,7 @@ class small_task {
   void emplace(F&& f) {
     using fn = std::decay_t<F>;
     static_assert(std::is_invocable_v<fn&>, "a task must be callable with no arguments");
+    [[maybe_unused]] const buffer_scope scope(m_buffer);  // TSan only; ends after m_ops is written
     if constexpr (is_small_task_inline_v<fn>) {
       ::new (static_cast<void*>(m_buffer)) fn(std::forward<F>(f));
       m_ops = &k_inline_ops<fn>;
@@ -84,18 +96,31 @@ class small_task {
   }
 
   // True if the task holds a callable.
-  [[nodiscard]] explicit operator bool() const noexcept { return m_ops != nullptr; }
+  [[nodiscard]] explicit operator bool() const noexcept {
+    [[maybe_unused]] const buffer_scope scope(m_buffer);  // TSan only
+    return m_ops != nullptr;
+  }
+
+  // The address the TSan annotations of this task's buffer use (see the class comment).
+  [[nodiscard]] const void* tsan_token() const noexcept { return m_buffer; }
 
   // True if the held callable lives in the small buffer (for tests and statistics).
-  [[nodiscard]] bool is_inline() const noexcept { return m_ops != nullptr && m_ops->inline_storage; }
+  [[nodiscard]] bool is_inline() const noexcept {
+    [[maybe_unused]] const buffer_scope scope(m_buffer);  // TSan only
+    return m_ops != nullptr && m_ops->inline_storage;
+  }
 
   // Invokes the callable; it stays stored. Precondition: not empty. Throws what it throws.
-  void operator()() { m_ops->invoke(m_buffer); }
+  void operator()() {
+    [[maybe_unused]] const buffer_scope scope(m_buffer);  // TSan only
+    m_ops->invoke(m_buffer);
+  }
 
   // Invokes the callable, then destroys it (also when it throws), leaving the task empty: the
   // pool's way of running a task, so captured state is released before completion is signalled.
   // Precondition: not empty. Throws what the callable throws.
   void run_once() {
+    [[maybe_unused]] const buffer_scope scope(m_buffer);  // TSan only; ends after the reset
     struct destroy_on_exit {
       small_task* task;
       ~destroy_on_exit() { task->reset(); }
@@ -105,6 +130,7 @@ class small_task {
 
   // Destroys the held callable, if any. Never throws (callables must not throw from destructors).
   void reset() noexcept {
+    [[maybe_unused]] const buffer_scope scope(m_buffer);  // TSan only
     if (m_ops != nullptr) {
       if (m_ops->destroy != nullptr) {
         m_ops->destroy(m_buffer);
@@ -125,18 +151,43 @@ class small_task {
     bool inline_storage;
   };
 
+#if FLOWPOOL_TSAN_ANNOTATIONS
+  // Acquires a buffer's token on construction and releases it on destruction. pairs with: the
+  // same scope of the buffer's previous user (see the class comment).
+  struct buffer_scope {
+    const void* token;
+    explicit buffer_scope(const void* t) noexcept : token(t) { FLOWPOOL_TSAN_ACQUIRE(token); }
+    buffer_scope(const buffer_scope&) = delete;
+    buffer_scope& operator=(const buffer_scope&) = delete;
+    ~buffer_scope() { FLOWPOOL_TSAN_RELEASE(token); }
+  };
+#else
+  // Annotations off: an empty, trivially destructible type that compiles to nothing.
+  struct buffer_scope {
+    explicit constexpr buffer_scope(const void* /*token*/) noexcept {}
+  };
+#endif
+
   template <class F>
   static constexpr ops k_inline_ops{
-      [](void* b) { std::invoke(*std::launder(static_cast<F*>(b))); },
-      std::is_trivially_copyable_v<F>
+      [](void* b) {
+        [[maybe_unused]] const buffer_scope scope(b);  // TSan only
+        std::invoke(*std::launder(static_cast<F*>(b)));
+      },
+      std::is_trivially_copyable_v<F> && !k_tsan_annotations
           ? nullptr
           : +[](void* to, void* from) noexcept {
+              [[maybe_unused]] const buffer_scope from_scope(from);  // TSan only
+              [[maybe_unused]] const buffer_scope to_scope(to);      // TSan only
               F* src = std::launder(static_cast<F*>(from));
               ::new (to) F(std::move(*src));
               src->~F();
             },
-      std::is_trivially_destructible_v<F> ? nullptr
-                                          : +[](void* b) noexcept { std::launder(static_cast<F*>(b))->~F(); },
+      std::is_trivially_destructible_v<F> && !k_tsan_annotations ? nullptr
+                                                                 : +[](void* b) noexcept {
+                                                                     [[maybe_unused]] const buffer_scope scope(b);
+                                                                     std::launder(static_cast<F*>(b))->~F();
+                                                                   },
       sizeof(F), true};
 
   template <class F>
@@ -147,10 +198,25 @@ class small_task {
   }
 
   template <class F>
-  static constexpr ops k_heap_ops{[](void* b) { std::invoke(*heap_pointer<F>(b)); }, nullptr,
-                                  [](void* b) noexcept { delete heap_pointer<F>(b); }, sizeof(F*), false};
+  static constexpr ops k_heap_ops{[](void* b) {
+                                    [[maybe_unused]] const buffer_scope scope(b);  // TSan only
+                                    std::invoke(*heap_pointer<F>(b));
+                                  },
+                                  !k_tsan_annotations ? nullptr
+                                                      : +[](void* to, void* from) noexcept {
+                                                          [[maybe_unused]] const buffer_scope from_scope(from);
+                                                          [[maybe_unused]] const buffer_scope to_scope(to);
+                                                          std::memcpy(to, from, sizeof(void*));  // the pointer
+                                                        },
+                                  [](void* b) noexcept {
+                                    [[maybe_unused]] const buffer_scope scope(b);  // TSan only
+                                    delete heap_pointer<F>(b);
+                                  },
+                                  sizeof(F*), false};
 
   void take(small_task& other) noexcept {
+    [[maybe_unused]] const buffer_scope from_scope(other.m_buffer);  // TSan only
+    [[maybe_unused]] const buffer_scope to_scope(m_buffer);          // TSan only
     m_ops = other.m_ops;
     if (m_ops != nullptr) {
       if (m_ops->relocate == nullptr) {
