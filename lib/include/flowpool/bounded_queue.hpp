@@ -201,8 +201,9 @@ class bounded_queue {
   /// @param args the constructor arguments; forwarded (so moved from, if rvalues) only when the
   ///        call returns `true`, untouched otherwise.
   /// @return `true` once added; `false` if the queue is (or becomes, while waiting) shut down.
-  /// @throws whatever T's constructor or the allocator throws; nothing is added then, and another
-  ///         putter blocked on the full queue is woken in this call's place.
+  /// @throws whatever T's constructor or the allocator throws; nothing is added then (rvalue
+  ///         arguments are as T's constructor left them), and another putter blocked on the full
+  ///         queue is woken in this call's place.
   template <class... Args>
   requires std::is_constructible_v<T, Args...>
   [[nodiscard]] bool emplace(Args&&... args) {
