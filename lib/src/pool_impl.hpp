@@ -83,7 +83,10 @@ class worker {
   struct alignas(k_cache_line) counters {
     owned_counter spawned;    // release: read by quiescent() after completions (see there)
     owned_counter completed;  // release: publishes the task's effects to wait_idle()
-    owned_counter stolen;     // relaxed: statistics
+    // relaxed: tasks execute() took on (run or skipped; not dropped). started - completed is the
+    // number of this worker's tasks running now (more than 1 while a task_group::wait() helps).
+    owned_counter started;
+    owned_counter stolen;  // relaxed: statistics
     owned_counter steal_attempts;
     owned_counter parks;
     owned_counter failed;
@@ -126,6 +129,14 @@ class pool_impl {
   void shutdown(bool on_own_worker) noexcept;
   std::size_t shutdown_now(worker* self) noexcept;
   [[nodiscard]] pool_stats stats() const;
+
+  // A snapshot of the tasks accepted and not yet ended: those a worker has started (running)
+  // and the rest (queued). See thread_pool::tasks_queued().
+  struct task_counts {
+    std::uint64_t queued = 0;
+    std::uint64_t running = 0;
+  };
+  [[nodiscard]] task_counts counts() const noexcept;
 
   static worker* current_worker() noexcept;
 

@@ -432,6 +432,9 @@ void pool_impl::execute(worker& self, task& work) noexcept {
     drop(work);
     return;
   }
+  // relaxed: a statistic; counts() reads it after an acquire load of `completed`, whose release
+  // store below comes after this one, so it never reads fewer starts than completions.
+  self.stats.started.add(1);
   // Skip a task of a cancelled group (or of a group created inside one); see should_skip().
   if (group_state::should_skip(group)) {
     work.reset();
@@ -740,6 +743,33 @@ pool_stats pool_impl::stats() const {
   return s;
 }
 
+// Read in the order quiescent() reads: ends first (acquire), then starts, then acceptances. Each
+// worker's started store precedes its completed release store, so started >= completed per
+// worker. A started task's acceptance need not be visible yet to the later relaxed reads (the
+// start store is relaxed), so `queued` is clamped at zero: exact when the pool is quiescent or
+// held still, approximate while it runs.
+pool_impl::task_counts pool_impl::counts() const noexcept {
+  std::uint64_t ended = m_dropped.load(std::memory_order_acquire);  // pairs with: drop()
+  task_counts c;
+  for (const auto& w : m_workers) {
+    const std::uint64_t done = w->stats.completed.load(std::memory_order_acquire);  // pairs with: execute()
+    // relaxed: ordered after the acquire load above, which synchronises with the completed store
+    // that follows this worker's started store of the same task, so begun >= done.
+    const std::uint64_t begun = w->stats.started.load(std::memory_order_relaxed);
+    ended += done;
+    c.running += begun - done;
+  }
+  std::uint64_t accepted = m_injection.accepted();  // acquire, as in quiescent()
+  for (const auto& w : m_workers) {
+    // acquire, pairs with: publish()'s release store, as in quiescent(): every ended task's
+    // spawn is then counted, so accepted >= ended.
+    accepted += w->stats.spawned.load(std::memory_order_acquire);
+  }
+  const std::uint64_t outstanding = accepted > ended ? accepted - ended : 0;
+  c.queued = outstanding > c.running ? outstanding - c.running : 0;
+  return c;
+}
+
 }  // namespace detail
 
 // ---------------------------------------------------------------------------------------------
@@ -824,6 +854,14 @@ std::size_t thread_pool::thread_count() const noexcept {
 
 pool_stats thread_pool::stats() const {
   return m_impl->stats();
+}
+
+std::size_t thread_pool::tasks_queued() const noexcept {
+  return static_cast<std::size_t>(m_impl->counts().queued);
+}
+
+std::size_t thread_pool::tasks_running() const noexcept {
+  return static_cast<std::size_t>(m_impl->counts().running);
 }
 
 std::optional<std::size_t> thread_pool::this_worker_index() noexcept {

@@ -8,6 +8,7 @@
 
 #include <flowpool/bounded_queue.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <barrier>
@@ -22,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -1716,5 +1718,388 @@ TEST_SUITE("bounded_queue") {
     REQUIRE(q.size() == 1);
     CHECK(q.get()->value == throws_once::k_poison);
     throws_once::budget.store(0);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // emplace, absolute deadlines, stop tokens and the batch forms (issue 15, item 6)
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE("emplace constructs the item in place from its arguments and counts it like put") {
+    bounded_queue<std::pair<std::string, int>> q(2);
+    CHECK(q.emplace(long_text('a'), 1));
+    CHECK(q.try_emplace(long_text('b'), 2));
+    CHECK_FALSE(q.try_emplace(long_text('c'), 3));  // full
+    CHECK(q.unfinished() == 2);
+    CHECK(q.high_water_mark() == 2);
+    CHECK(q.get() == std::pair{long_text('a'), 1});
+    CHECK(q.get() == std::pair{long_text('b'), 2});
+  }
+
+  TEST_CASE("emplace leaves rvalue arguments untouched when it returns false") {
+    bounded_queue<std::unique_ptr<int>> q(1);
+    auto first = std::make_unique<int>(1);
+    CHECK(q.emplace(std::move(first)));
+    auto second = std::make_unique<int>(2);
+    CHECK_FALSE(q.try_emplace(std::move(second)));  // full
+    REQUIRE(second != nullptr);                     // NOLINT(bugprone-use-after-move): untouched on failure
+    q.shutdown();
+    CHECK_FALSE(q.emplace(std::move(second)));
+    REQUIRE(second != nullptr);  // NOLINT(bugprone-use-after-move)
+    CHECK(*second == 2);
+  }
+
+  TEST_CASE("an emplace blocked on a full queue is woken by a get, and by shutdown returns false" *
+            doctest::timeout(20)) {
+    bounded_queue<std::string> q(1);
+    CHECK(q.put(long_text('a')));
+    std::optional<std::string> got;
+    auto added = call_blocked_then([&] { return q.emplace(std::size_t{100}, 'b'); }, [&] { got = q.get(); });
+    CHECK_FALSE(added.returned_before_act);
+    CHECK(added.value);
+    CHECK(got == long_text('a'));
+    auto refused = call_blocked_then([&] { return q.emplace(std::size_t{100}, 'c'); }, [&] { q.shutdown(); });
+    CHECK_FALSE(refused.returned_before_act);
+    CHECK_FALSE(refused.value);
+    CHECK(q.get() == long_text('b'));
+  }
+
+  TEST_CASE("an emplace whose constructor throws adds nothing") {
+    bounded_queue<fragile> q(2);
+    const fragile source{1};
+    {
+      const armed_scope armed;
+      CHECK_THROWS_AS((void)q.emplace(source), fragile_error);
+      CHECK_THROWS_AS((void)q.try_emplace(source), fragile_error);
+    }
+    CHECK(q.empty());
+    CHECK(q.unfinished() == 0);
+    CHECK(q.emplace(source));
+    CHECK(q.get()->value == 1);
+  }
+
+  TEST_CASE("try_get_until and try_put_until with a past deadline make a single non-blocking attempt") {
+    bounded_queue<int> q(1);
+    const auto past = clock_type::now() - 1h;
+    CHECK_FALSE(q.try_get_until(past).has_value());
+    CHECK(q.try_put_until(1, past));  // room: it need not wait
+    CHECK_FALSE(q.try_put_until(2, past));
+    CHECK(q.try_get_until(past) == 1);
+    CHECK_FALSE(q.try_get_until(clock_type::time_point::min()).has_value());
+    CHECK_FALSE(q.try_get_until(std::chrono::system_clock::now() - 1s).has_value());
+  }
+
+  TEST_CASE("try_get_until and try_put_until return at or after their deadline on any clock") {
+    bounded_queue<int> q(1);
+    const auto steady_deadline = clock_type::now() + 20ms;
+    CHECK_FALSE(q.try_get_until(steady_deadline).has_value());
+    CHECK(clock_type::now() >= steady_deadline);
+    const auto system_deadline = std::chrono::system_clock::now() + 20ms;
+    CHECK_FALSE(q.try_get_until(system_deadline).has_value());
+    CHECK(std::chrono::system_clock::now() >= system_deadline - 1ms);  // allows a clock step of 1 ms
+    CHECK(q.put(1));
+    const auto put_deadline = clock_type::now() + 20ms;
+    CHECK_FALSE(q.try_put_until(2, put_deadline));
+    CHECK(clock_type::now() >= put_deadline);
+  }
+
+  TEST_CASE("a deadline too far away to represent waits until another thread acts" * doctest::timeout(30)) {
+    bounded_queue<int> q(1);
+    auto got =
+        call_blocked_then([&] { return q.try_get_until(clock_type::time_point::max()); }, [&] { CHECK(q.put(3)); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value == 3);
+    using coarse = std::chrono::time_point<std::chrono::system_clock, std::chrono::hours>;
+    CHECK(q.put(4));
+    auto added = call_blocked_then([&] { return q.try_put_until(5, coarse::max()); }, [&] { (void)q.get(); });
+    CHECK_FALSE(added.returned_before_act);
+    CHECK(added.value);
+    CHECK(q.get() == 5);
+  }
+
+  TEST_CASE("a try_get_until blocked on an empty queue is woken by a put and by shutdown" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    auto got = call_blocked_then([&] { return q.try_get_until(clock_type::now() + 5min); }, [&] { CHECK(q.put(6)); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value == 6);
+    auto none = call_blocked_then([&] { return q.try_get_until(clock_type::now() + 5min); }, [&] { q.shutdown(); });
+    CHECK_FALSE(none.returned_before_act);
+    CHECK(none.value == std::nullopt);
+  }
+
+  TEST_CASE("get with a stop token returns an item that is there, even when stop was already requested") {
+    bounded_queue<int> q(2);
+    std::stop_source source;
+    CHECK(q.put(1));
+    CHECK(q.get(source.get_token()) == 1);
+    CHECK(q.put(2));
+    source.request_stop();
+    CHECK(q.get(source.get_token()) == 2);
+    CHECK(q.get(source.get_token()) == std::nullopt);  // empty and stopped: returns at once
+    CHECK(q.put(3));
+    CHECK(q.get(std::stop_token{}) == 3);  // no stop state: exactly get()
+  }
+
+  TEST_CASE("a get blocked on an empty queue is woken by a stop request and returns nullopt" * doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    std::stop_source source;
+    auto got = call_blocked_then([&] { return q.get(source.get_token()); }, [&] { CHECK(source.request_stop()); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value == std::nullopt);
+    CHECK_FALSE(q.is_shut_down());  // a stop ends one wait; the queue stays open
+    CHECK(q.put(1));
+    CHECK(q.get() == 1);
+  }
+
+  TEST_CASE("a stop request wakes only its own getter: another blocked get still receives the next item" *
+            doctest::timeout(30)) {
+    bounded_queue<int> q(1);
+    std::stop_source stopped;
+    std::stop_source other;
+    blocking_call probe;
+    std::optional<int> other_got;
+    std::thread other_getter([&] {
+      probe.entering();
+      other_got = q.get(other.get_token());
+      probe.returned();
+    });
+    probe.wait_until_blocked_or_returned();
+    auto got = call_blocked_then([&] { return q.get(stopped.get_token()); }, [&] { stopped.request_stop(); });
+    CHECK(got.value == std::nullopt);
+    CHECK_FALSE(probe.has_returned());  // woken by the notify_all, it re-checked and slept again
+    CHECK(q.put(7));
+    other_getter.join();
+    CHECK(other_got == 7);
+  }
+
+  TEST_CASE("a get with a stop token blocked on an empty queue is woken by shutdown and by a put" *
+            doctest::timeout(20)) {
+    bounded_queue<int> q(1);
+    std::stop_source source;
+    auto got = call_blocked_then([&] { return q.get(source.get_token()); }, [&] { CHECK(q.put(8)); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value == 8);
+    auto none = call_blocked_then([&] { return q.get(source.get_token()); }, [&] { q.shutdown(); });
+    CHECK_FALSE(none.returned_before_act);
+    CHECK(none.value == std::nullopt);
+  }
+
+  TEST_CASE("a get with a stop token whose copy throws leaves the item at the front") {
+    bounded_queue<fragile> q(2);
+    CHECK(q.put(fragile{1}));
+    const std::stop_source source;
+    {
+      const armed_scope armed;
+      CHECK_THROWS_AS((void)q.get(source.get_token()), fragile_error);
+    }
+    CHECK(q.size() == 1);
+    CHECK(q.get(source.get_token())->value == 1);
+  }
+
+  TEST_CASE("put_all appends a range in order, counts each item and returns how many went in") {
+    bounded_queue<int> q(8);
+    const std::vector<int> items{1, 2, 3, 4, 5};
+    CHECK(q.put_all(items.begin(), items.end()) == 5);
+    CHECK(q.put_all(items.begin(), items.begin()) == 0);  // an empty range
+    CHECK(q.unfinished() == 5);
+    CHECK(q.high_water_mark() == 5);
+    CHECK(drain(q) == items);
+  }
+
+  TEST_CASE("put_all with move iterators moves the items in; try_put_all adds what fits and leaves the rest") {
+    bounded_queue<std::string> q(3);
+    CHECK(q.put(long_text('a')));
+    std::vector<std::string> items{long_text('b'), long_text('c'), long_text('d')};
+    const std::size_t added =
+        q.try_put_all(std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
+    CHECK(added == 2);
+    CHECK(items[2] == long_text('d'));  // not added: untouched
+    CHECK(q.try_put_all(std::make_move_iterator(items.begin() + 2), std::make_move_iterator(items.end())) == 0);
+    CHECK(q.get() == long_text('a'));
+    CHECK(q.get() == long_text('b'));
+    CHECK(q.get() == long_text('c'));
+    q.shutdown();
+    CHECK(q.try_put_all(items.begin(), items.end()) == 0);
+  }
+
+  TEST_CASE("get_up_to takes at most n of the oldest items at once, and blocks only while empty" *
+            doctest::timeout(20)) {
+    bounded_queue<int> q(8);
+    const std::vector<int> items{1, 2, 3, 4, 5};
+    CHECK(q.put_all(items.begin(), items.end()) == 5);
+    CHECK(q.get_up_to(3) == std::vector<int>{1, 2, 3});
+    CHECK(q.get_up_to(10) == std::vector<int>{4, 5});  // does not wait for 10
+    CHECK(q.unfinished() == 5);                        // each still needs task_done()
+    auto got = call_blocked_then([&] { return q.get_up_to(4); }, [&] { CHECK(q.put(6)); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value == std::vector<int>{6});
+    CHECK_THROWS_AS((void)q.get_up_to(0), std::invalid_argument);
+  }
+
+  TEST_CASE("get_up_to after shutdown hands out what is left, then returns an empty vector" * doctest::timeout(20)) {
+    bounded_queue<int> q(4);
+    CHECK(q.put(1));
+    CHECK(q.put(2));
+    CHECK(q.put(3));
+    q.shutdown();
+    CHECK(q.get_up_to(2) == std::vector<int>{1, 2});
+    CHECK(q.get_up_to(2) == std::vector<int>{3});
+    CHECK(q.get_up_to(2).empty());
+  }
+
+  TEST_CASE("a get_up_to blocked on an empty queue is woken by shutdown and returns an empty vector" *
+            doctest::timeout(20)) {
+    bounded_queue<int> q(4);
+    auto got = call_blocked_then([&] { return q.get_up_to(3); }, [&] { q.shutdown(); });
+    CHECK_FALSE(got.returned_before_act);
+    CHECK(got.value.empty());
+  }
+
+  TEST_CASE("a put_all blocked on a full queue is woken by gets and ends with every item in" * doctest::timeout(20)) {
+    bounded_queue<int> q(2);
+    const std::vector<int> items{1, 2, 3, 4, 5};
+    std::vector<int> got;
+    auto added = call_blocked_then([&] { return q.put_all(items.begin(), items.end()); },
+                                   [&] {
+                                     while (got.size() < items.size()) {
+                                       auto batch = q.get_up_to(2);
+                                       got.insert(got.end(), batch.begin(), batch.end());
+                                     }
+                                   });
+    CHECK(added.value == 5);
+    CHECK(got == items);
+  }
+
+  TEST_CASE("a put_all blocked on a full queue is woken by shutdown, returns how many went in and keeps the rest" *
+            doctest::timeout(20)) {
+    bounded_queue<std::string> q(2);
+    std::vector<std::string> items{long_text('a'), long_text('b'), long_text('c'), long_text('d')};
+    auto added = call_blocked_then(
+        [&] { return q.put_all(std::make_move_iterator(items.begin()), std::make_move_iterator(items.end())); },
+        [&] { q.shutdown(); });
+    CHECK_FALSE(added.returned_before_act);
+    REQUIRE(added.value == 2);  // the first two filled the queue, then it slept until the shutdown
+    CHECK(items[2] == long_text('c'));
+    CHECK(items[3] == long_text('d'));  // nothing lost: the rest stay with the caller
+    CHECK(q.get_up_to(5) == std::vector<std::string>{long_text('a'), long_text('b')});
+  }
+
+  TEST_CASE("a get_up_to that frees several slots wakes several blocked putters" * doctest::timeout(30)) {
+    bounded_queue<int> q(3);
+    const std::vector<int> first{0, 0, 0};
+    CHECK(q.put_all(first.begin(), first.end()) == 3);
+    std::array<blocking_call, 3> probes;
+    std::vector<std::thread> putters;
+    putters.reserve(probes.size());
+    for (std::size_t i = 0; i < probes.size(); ++i) {
+      putters.emplace_back([&, i] {
+        probes[i].entering();
+        CHECK(q.put(static_cast<int>(i) + 1));
+        probes[i].returned();
+      });
+    }
+    for (auto& probe : probes) {
+      probe.wait_until_blocked_or_returned();
+    }
+    CHECK(q.get_up_to(3) == first);  // one call frees three slots: all three putters get in
+    for (auto& putter : putters) {
+      putter.join();
+    }
+    auto rest = q.get_up_to(3);
+    std::sort(rest.begin(), rest.end());
+    CHECK(rest == std::vector<int>{1, 2, 3});
+  }
+
+  TEST_CASE("a put_all whose constructor throws keeps the items before it and leaves the rest with the caller") {
+    bounded_queue<throws_once> q(8);
+    const std::vector<throws_once> items{throws_once{1}, throws_once{2}, throws_once{throws_once::k_poison},
+                                         throws_once{4}};
+    throws_once::budget.store(1);
+    CHECK_THROWS_AS((void)q.put_all(items.begin(), items.end()), fragile_error);
+    throws_once::budget.store(0);
+    CHECK(q.size() == 2);
+    CHECK(q.unfinished() == 2);
+    CHECK(q.get()->value == 1);
+    CHECK(q.get()->value == 2);
+    CHECK(q.try_put_all(items.begin() + 2, items.end()) == 2);  // the lock was released
+    CHECK(q.get()->value == throws_once::k_poison);
+  }
+
+  TEST_CASE("a get_up_to whose copy throws removes nothing") {
+    bounded_queue<fragile> q(4);
+    CHECK(q.put(fragile{1}));
+    CHECK(q.put(fragile{2}));
+    {
+      const armed_scope armed;
+      CHECK_THROWS_AS((void)q.get_up_to(2), fragile_error);
+    }
+    CHECK(q.size() == 2);
+    auto all = q.get_up_to(2);
+    REQUIRE(all.size() == 2);
+    CHECK(all[0].value == 1);
+    CHECK(all[1].value == 2);
+  }
+
+  TEST_CASE("3 put_all producers x 3 get_up_to consumers with shutdown mid-stream: every item delivered once or kept" *
+            doctest::timeout(60)) {
+    constexpr int k_producers = 3;
+    constexpr int k_consumers = 3;
+    constexpr int k_batches = 400;
+    constexpr int k_batch = 7;
+    constexpr int k_per_producer = k_batches * k_batch;
+    constexpr int k_total = k_producers * k_per_producer;
+    bounded_queue<int> q(5);  // smaller than a batch: put_all must block mid-batch
+    std::vector<std::atomic<int>> delivered(k_total);
+    std::vector<int> added(k_producers, 0);  // written by producer p only, read after join
+    std::atomic<int> delivered_count{0};
+    std::vector<std::thread> threads;
+    threads.reserve(k_producers + k_consumers);
+    for (int p = 0; p < k_producers; ++p) {
+      threads.emplace_back([&, p] {
+        for (int b = 0; b < k_batches; ++b) {
+          std::vector<int> batch(k_batch);
+          for (int i = 0; i < k_batch; ++i) {
+            batch[static_cast<std::size_t>(i)] = p * k_per_producer + b * k_batch + i;
+          }
+          const std::size_t in = q.put_all(batch.begin(), batch.end());
+          added[static_cast<std::size_t>(p)] += static_cast<int>(in);
+          if (in != batch.size()) {
+            return;  // shut down: the rest of this batch and the later ones stay here
+          }
+        }
+      });
+    }
+    for (int c = 0; c < k_consumers; ++c) {
+      threads.emplace_back([&, c] {
+        const std::size_t n = static_cast<std::size_t>(c) + 2;
+        for (auto batch = q.get_up_to(n); !batch.empty(); batch = q.get_up_to(n)) {
+          CHECK(batch.size() <= n);
+          for (int id : batch) {
+            delivered[static_cast<std::size_t>(id)].fetch_add(1);
+            ++delivered_count;
+            q.task_done();
+          }
+        }
+      });
+    }
+    CHECK(eventually([&] { return delivered_count.load() >= k_total / 3; }));
+    q.shutdown();
+    for (auto& thread : threads) {
+      thread.join();
+    }
+    int wrong = 0;
+    int added_total = 0;
+    for (int p = 0; p < k_producers; ++p) {
+      const int made = added[static_cast<std::size_t>(p)];
+      added_total += made;
+      for (int i = 0; i < k_per_producer; ++i) {
+        const int id = p * k_per_producer + i;
+        const int expected = i < made ? 1 : 0;  // the first `made` of each producer, each exactly once
+        wrong += delivered[static_cast<std::size_t>(id)].load() != expected ? 1 : 0;
+      }
+    }
+    CHECK(wrong == 0);
+    CHECK(delivered_count.load() == added_total);
+    CHECK(q.unfinished() == 0);
+    CHECK(q.empty());
   }
 }

@@ -1133,4 +1133,86 @@ TEST_SUITE("thread_pool") {
     pool.wait_idle();
     MESSAGE("cells freed before the blocked post() got one: " << released << ", try_post successes: " << overtaken);
   }
+
+  // ---------------------------------------------------------------------------------------------
+  // tasks_queued() and tasks_running() (issue 15, item 7)
+  // ---------------------------------------------------------------------------------------------
+
+  TEST_CASE("a new pool has no tasks queued or running" * doctest::timeout(30)) {
+    thread_pool pool{pool_options{.threads = 2}};
+    CHECK(pool.tasks_queued() == 0);
+    CHECK(pool.tasks_running() == 0);
+  }
+
+  TEST_CASE(
+      "with every worker held, tasks_running equals the thread count and tasks_queued what was queued; "
+      "both are 0 after wait_idle" *
+      doctest::timeout(30)) {
+    for (const std::size_t threads : k_thread_counts) {
+      CAPTURE(threads);
+      thread_pool pool{pool_options{.threads = threads}};
+      std::atomic<int> ran{0};
+      {
+        worker_hold hold(pool, threads);
+        REQUIRE(hold.wait_started());
+        CHECK(pool.tasks_running() == threads);
+        CHECK(pool.tasks_queued() == 0);
+        for (int i = 0; i < 5; ++i) {
+          pool.post([&ran] { ran.fetch_add(1); });
+        }
+        auto future = pool.submit([] { return 1; });
+        CHECK(pool.tasks_queued() == 6);
+        CHECK(pool.tasks_running() == threads);
+        hold.release();
+        CHECK(future.get() == 1);
+      }
+      pool.wait_idle();
+      CHECK(ran.load() == 5);
+      CHECK(pool.tasks_queued() == 0);
+      CHECK(pool.tasks_running() == 0);
+    }
+  }
+
+  TEST_CASE("tasks a held task spawns onto its worker's deque count as queued, and the task itself as running" *
+            doctest::timeout(30)) {
+    thread_pool pool{pool_options{.threads = 1}};
+    std::latch spawned(1);
+    std::latch release(1);
+    std::atomic<std::size_t> seen_running{0};
+    pool.post([&] {
+      for (int i = 0; i < 3; ++i) {
+        pool.post([] {});  // onto this worker's deque: nobody else can take it
+      }
+      seen_running.store(pool.tasks_running());  // from a worker: its own task counts
+      spawned.count_down();
+      release.wait();
+    });
+    spawned.wait();
+    CHECK(seen_running.load() == 1);
+    CHECK(pool.tasks_running() == 1);
+    CHECK(pool.tasks_queued() == 3);
+    release.count_down();
+    pool.wait_idle();
+    CHECK(pool.tasks_queued() == 0);
+    CHECK(pool.tasks_running() == 0);
+  }
+
+  TEST_CASE("after shutdown_now returns nothing is queued or running, and the counters add up" * doctest::timeout(30)) {
+    thread_pool pool{pool_options{.threads = 2}};
+    worker_hold hold(pool, 2);
+    REQUIRE(hold.wait_started());
+    for (int i = 0; i < 5; ++i) {
+      pool.post([] {});
+    }
+    CHECK(pool.tasks_queued() == 5);
+    std::size_t dropped = 0;
+    std::thread stopper([&] { dropped = pool.shutdown_now(); });  // waits for the held tasks
+    hold.release();
+    stopper.join();
+    CHECK(pool.tasks_queued() == 0);
+    CHECK(pool.tasks_running() == 0);
+    const flowpool::pool_stats s = pool.stats();
+    CHECK(s.submitted == s.completed + s.dropped);
+    CHECK(dropped <= 5);
+  }
 }

@@ -11,9 +11,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -33,13 +35,19 @@ namespace flowpool {
 ///
 /// All members are thread-safe and may be called from any thread, including concurrently.
 /// Blocked threads sleep on condition variables; nothing busy-waits. The queue holds one mutex;
-/// no member calls user code while holding it except T's constructors and destructor.
+/// no member calls user code while holding it except T's constructors and destructor, and the
+/// iterator operations of `put_all`/`try_put_all`.
+///
+/// Beyond `queue.Queue`: `emplace` (construct in place), the batch forms `put_all` and
+/// `get_up_to` (many items under one lock; each item counts as one put or get), absolute
+/// deadlines (`try_put_until`, `try_get_until`) and a `get` that a `std::stop_token` can end.
 ///
 /// **Memory ordering.** Everything a thread did before a successful `put` of an item
 /// happens-before everything the thread that receives that item (from `get` or `shutdown_now`)
 /// does after the call returns. Every `task_done()` call happens-before the return of a
 /// `join()`/`join_for()` that observed the count it helped reach zero. `shutdown()` and
 /// `shutdown_now()` happen-before any call that returns `false`/`std::nullopt` because of them.
+/// The batch forms order each item as a single `put`/`get` of it would.
 ///
 /// **Exceptions.** If T's copy or move constructor throws inside a member, the exception reaches
 /// the caller, no lock stays held, and the queue is as it was: a throwing put adds nothing, a
@@ -159,6 +167,106 @@ class bounded_queue {
     return put_until(item, detail::deadline::after(timeout));
   }
 
+  /// @brief Moves `item` in, waiting for room until the absolute time `when`.
+  ///
+  /// Any thread; blocks until `when` at most; may allocate. `when` may be on any clock: it is
+  /// converted once, at the call, into a steady-clock deadline, so later adjustments of a
+  /// non-steady clock (system_clock set by an administrator) do not move it. A `when` already
+  /// past makes a single non-blocking attempt; one too far away to represent waits without one.
+  /// @param item the item to move in; moved from only when the call returns `true`.
+  /// @param when the time after which the call gives up.
+  /// @return `false` on timeout or shutdown.
+  /// @throws whatever T's move constructor, the allocator or `Clock::now()` throws; nothing is
+  ///         added then.
+  template <class Clock, class Duration>
+  [[nodiscard]] bool try_put_until(T&& item, const std::chrono::time_point<Clock, Duration>& when) {
+    return put_until(std::move(item), detail::deadline::at(when));
+  }
+
+  /// @brief Copies `item` in, waiting for room until the absolute time `when`. As the rvalue overload.
+  /// @param item the item to copy in.
+  /// @param when the time after which the call gives up.
+  /// @return `false` on timeout or shutdown.
+  /// @throws whatever T's copy constructor, the allocator or `Clock::now()` throws; nothing is
+  ///         added then.
+  template <class Clock, class Duration>
+  [[nodiscard]] bool try_put_until(const T& item, const std::chrono::time_point<Clock, Duration>& when) {
+    return put_until(item, detail::deadline::at(when));
+  }
+
+  /// @brief Constructs an item in place from `args`, blocking while the queue is full: `put`
+  /// without the temporary.
+  ///
+  /// The item is built as `T(std::forward<Args>(args)...)` directly in the queue's storage, under
+  /// its mutex, once there is room; so T's constructor runs while the mutex is held (keep it
+  /// cheap, and do not call into this queue from it).
+  /// Any thread; blocks while full and open; may allocate (storage growth, T's constructor).
+  /// Memory ordering: as `put` (the class description).
+  /// @param args the constructor arguments; forwarded (so moved from, if rvalues) only when the
+  ///        call returns `true`, untouched otherwise.
+  /// @return `true` once added; `false` if the queue is (or becomes, while waiting) shut down.
+  /// @throws whatever T's constructor or the allocator throws; nothing is added then (rvalue
+  ///         arguments are as T's constructor left them), and another putter blocked on the full
+  ///         queue is woken in this call's place.
+  template <class... Args>
+  requires std::is_constructible_v<T, Args...>
+  [[nodiscard]] bool emplace(Args&&... args) {
+    return emplace_until(detail::deadline::never(), std::forward<Args>(args)...);
+  }
+
+  /// @brief As `emplace`, if there is room now. Any thread; never blocks; may allocate.
+  /// @param args the constructor arguments; forwarded only when the call returns `true`.
+  /// @return `false` if the queue is full or shut down (shutdown is checked first).
+  /// @throws whatever T's constructor or the allocator throws; nothing is added then.
+  template <class... Args>
+  requires std::is_constructible_v<T, Args...>
+  [[nodiscard]] bool try_emplace(Args&&... args) {
+    return emplace_until(detail::deadline::already_passed(), std::forward<Args>(args)...);
+  }
+
+  /// @brief Appends the items of `[first, last)` in order, as many at a time as there is room
+  /// for, under one lock per batch; blocks until all are in or the queue is shut down.
+  ///
+  /// Each item is constructed from `*it` (a copy; pass `std::make_move_iterator`s to move). While
+  /// the queue has room, the call appends item after item without releasing the mutex; when it
+  /// is full, it wakes the getters for what it added and sleeps until there is room again. So
+  /// other threads' items may come between batches, and getters may take the first items before
+  /// the last are in; items of one call keep their order. Each added item raises the unfinished
+  /// count, as `put` does, and wakes one sleeping getter.
+  /// Any thread; blocks while full and open; may allocate.
+  /// Memory ordering: as `put`, for each item.
+  /// @param first the first item to append.
+  /// @param last the end of the items.
+  /// @return the number of items added, `k`: they are the first `k` of the range, and only they
+  ///         were read (moved from, with move iterators). `k` is the whole range's length unless
+  ///         the queue is (or becomes, while waiting) shut down; the items not added stay with the
+  ///         caller, untouched, so nothing is lost. An empty range returns 0 at once.
+  /// @throws whatever T's constructor, the allocator or the iterator throws. The items before the
+  ///         one that threw stay added (and counted; getters may already have them), that one and
+  ///         those after it are untouched, and another putter blocked on the full queue is woken in
+  ///         this call's place. The exception does not say how many went in: if a caller needs to
+  ///         know, it should use `put` per item for a T whose constructor may throw.
+  template <std::input_iterator It, std::sentinel_for<It> Sentinel>
+  requires std::is_constructible_v<T, std::iter_reference_t<It>>
+  [[nodiscard]] std::size_t put_all(It first, Sentinel last) {
+    return put_all_until(std::move(first), std::move(last), detail::deadline::never());
+  }
+
+  /// @brief As `put_all`, without blocking: appends, under one lock, as many items from the front
+  /// of `[first, last)` as there is room for now.
+  ///
+  /// Any thread; never blocks; may allocate.
+  /// @param first the first item to append.
+  /// @param last the end of the items.
+  /// @return the number of items added (the first ones of the range); 0 if the queue is full or
+  ///         shut down. The rest stay with the caller, untouched.
+  /// @throws as `put_all`.
+  template <std::input_iterator It, std::sentinel_for<It> Sentinel>
+  requires std::is_constructible_v<T, std::iter_reference_t<It>>
+  [[nodiscard]] std::size_t try_put_all(It first, Sentinel last) {
+    return put_all_until(std::move(first), std::move(last), detail::deadline::already_passed());
+  }
+
   /// @brief Appends `item` even when the queue is full; the size may then exceed the capacity.
   ///
   /// For consumers that produce follow-up work: a consumer that blocked in `put` on a full queue
@@ -174,7 +282,7 @@ class bounded_queue {
     if (m_shut_down) {
       return false;
     }
-    push_locked(std::move(item), wake_getter);
+    push_locked(wake_getter, std::move(item));
     return true;
   }
 
@@ -203,6 +311,100 @@ class bounded_queue {
   template <class Rep, class Period>
   [[nodiscard]] std::optional<T> try_get_for(const std::chrono::duration<Rep, Period>& timeout) {
     return get_until(detail::deadline::after(timeout));
+  }
+
+  /// @brief Removes and returns the oldest item, waiting until the absolute time `when` for one.
+  ///
+  /// Any thread; blocks until `when` at most. `when` may be on any clock; it is converted once
+  /// into a steady-clock deadline, as in `try_put_until`. A `when` already past makes a single
+  /// non-blocking attempt.
+  /// @param when the time after which the call gives up.
+  /// @return the item, or `std::nullopt` on timeout or when shut down and empty.
+  /// @throws whatever T's move (or copy) constructor or `Clock::now()` throws; the item then
+  ///         stays queued.
+  template <class Clock, class Duration>
+  [[nodiscard]] std::optional<T> try_get_until(const std::chrono::time_point<Clock, Duration>& when) {
+    return get_until(detail::deadline::at(when));
+  }
+
+  /// @brief As `get()`, and a stop request on `stop` ends the wait, as it ends a
+  /// `std::condition_variable_any` wait that takes a `std::stop_token`.
+  ///
+  /// An item that is there is always handed out, even when stop has been requested: the stop only
+  /// ends the *wait*. So the call returns an item if the queue has one (now or once one arrives),
+  /// and `std::nullopt` once the queue is empty and either stop has been requested on `stop`
+  /// (before or during the call) or the queue is shut down. A `stop` without a stop state
+  /// (`std::stop_token{}`) makes this exactly `get()`.
+  /// Any thread, except one that holds the queue's mutex: `request_stop()` runs the wake-up (which
+  /// takes the mutex) on the requesting thread, so it must not be called from T's constructors or
+  /// destructor while they run inside a member of this queue.
+  /// Blocks while empty, open and not stopped; allocates only what `std::stop_callback`
+  /// registration and T's move allocate (the standard library's registration does not allocate).
+  /// Memory ordering: as `get()`; in addition, `request_stop()` happens-before a return of
+  /// `std::nullopt` because of it.
+  /// Lifetime: the stop callback is unregistered before the call returns, so once it has
+  /// returned, stop requests touch nothing of the queue.
+  /// @param stop the token whose stop request ends the wait.
+  /// @return the item, or `std::nullopt` as described above.
+  /// @throws whatever T's move (or copy) constructor throws; the item then stays at the front,
+  ///         and another getter blocked on the queue is woken in this call's place.
+  [[nodiscard]] std::optional<T> get(std::stop_token stop) {
+    wake_on_exit wake_putter{m_not_full, m_putters};  // destroyed last: notifies after the unlock
+    // Constructed before the lock: if stop is already requested, the callback runs right here and
+    // takes the mutex. Destroyed after the unlock: if the callback is running on the requesting
+    // thread, the destructor waits for it, and it needs the mutex.
+    const std::stop_callback wake_on_stop(stop, [this]() noexcept { wake_getters_for_stop(); });
+    std::unique_lock lock(m_mutex);
+    (void)sleep_until(m_not_empty, m_getters, lock, detail::deadline::never(),
+                      [this, &stop] { return m_shut_down || !m_items.empty() || stop.stop_requested(); });
+    if (m_items.empty()) {
+      return std::nullopt;
+    }
+    return take_front(lock, wake_putter);
+  }
+
+  /// @brief Removes and returns up to `max_items` of the oldest items at once, under one lock;
+  /// blocks until there is at least one (or the queue is shut down).
+  ///
+  /// It takes `min(max_items, size())` items as soon as the queue holds one or more; it does not
+  /// wait for `max_items` to arrive. Each removed item still needs its own `task_done()`. The
+  /// freed slots wake up to as many sleeping putters. After `shutdown()` it hands out what is
+  /// left, in batches, and then returns an empty vector without blocking.
+  /// Any thread; blocks while empty and open; allocates the returned vector.
+  /// Memory ordering: as `get()`, for each item.
+  /// @param max_items the most items to take; must be at least 1.
+  /// @return the items, oldest first; empty only once the queue is shut down and has nothing left.
+  /// @throws std::invalid_argument if `max_items` is 0. std::bad_alloc, or whatever T's move (or
+  ///         copy) constructor throws: then nothing was removed (items are moved out only if that
+  ///         cannot throw, and otherwise copied), and another getter blocked on the queue is woken
+  ///         in this call's place.
+  [[nodiscard]] std::vector<T> get_up_to(std::size_t max_items) {
+    if (max_items == 0) {
+      throw std::invalid_argument("flowpool::bounded_queue::get_up_to: max_items must be at least 1 (got 0)");
+    }
+    std::vector<T> taken;  // declared before the lock: on a throw its copies are destroyed unlocked
+    wake_on_exit wake_putters{m_not_full, m_putters};  // notifies after the unlock
+    std::unique_lock lock(m_mutex);
+    (void)sleep_until(m_not_empty, m_getters, lock, detail::deadline::never(),
+                      [this] { return m_shut_down || !m_items.empty(); });
+    const std::size_t count = max_items < m_items.size() ? max_items : m_items.size();
+    if (count == 0) {
+      return taken;
+    }
+    try {
+      taken.reserve(count);
+      for (std::size_t i = 0; i < count; ++i) {
+        taken.emplace_back(std::move_if_noexcept(m_items.at_offset(i)));
+      }
+    } catch (...) {
+      // Nothing was removed, so the items this getter may have been woken for are still there.
+      pass_on_wake_up(m_not_empty, m_getters, lock);
+      throw;
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      pop_front_locked(wake_putters);  // one putter per slot freed below the capacity
+    }
+    return taken;
   }
 
   /// @brief Marks one item previously received from the queue as fully processed.
@@ -390,10 +592,11 @@ class bounded_queue {
     }
   };
 
-  // Notifies a condition variable when the scope ends. Arming (and claiming the sleepers it will
-  // wake) is done under the lock; the notify itself needs no lock. Each arm_one() claims at most
-  // one sleeper and the destructor sends exactly what was claimed, so the sleepers' counts match
-  // the notifies sent. Where it is declared decides when it notifies:
+  // Notifies a condition variable when the scope ends (or at flush()). Arming (and claiming the
+  // sleepers it will wake) is done under the lock; the notify itself needs no lock. Each arm_one()
+  // claims at most one more sleeper (so a batch that adds or frees k slots claims up to k) and
+  // the destructor sends exactly what was claimed, so the sleepers' counts match the notifies sent. Where it is
+  // declared decides when it notifies:
   // - before the lock (put, get: the hot paths): after the unlock, so the woken thread does not
   //   immediately block on the mutex we still hold;
   // - after the lock (task_done, shutdown, shutdown_now: the calls that end a wait for "done"):
@@ -404,31 +607,38 @@ class bounded_queue {
     wake_on_exit(std::condition_variable& cv, sleepers& sleeping) noexcept : m_cv(cv), m_sleeping(sleeping) {}
     wake_on_exit(const wake_on_exit&) = delete;
     wake_on_exit& operator=(const wake_on_exit&) = delete;
-    ~wake_on_exit() {
-      if (m_mode == mode::all) {
-        m_cv.notify_all();
-      } else if (m_mode == mode::one) {
-        m_cv.notify_one();
-      }
-    }
-    // Wakes one sleeper that has no notify coming yet, if there is one.
+    ~wake_on_exit() { flush(); }
+    // Wakes one more sleeper that has no notify coming yet, if there is one.
     void arm_one() noexcept {
-      if (m_mode == mode::none && m_sleeping.claim_one()) {
-        m_mode = mode::one;
+      if (!m_all && m_sleeping.claim_one()) {
+        ++m_count;
       }
     }
     // Wakes every sleeper, unless every one of them already has a notify coming.
     void arm_all() noexcept {
       if (m_sleeping.claim_all()) {
-        m_mode = mode::all;
+        m_all = true;
       }
+    }
+    // Sends the notifies armed so far now, and disarms. put_all calls it, under the lock, before
+    // it sleeps for room: the getters it woke are the ones that make that room.
+    void flush() noexcept {
+      if (m_all) {
+        m_cv.notify_all();
+      } else {
+        for (; m_count != 0; --m_count) {
+          m_cv.notify_one();
+        }
+      }
+      m_all = false;
+      m_count = 0;
     }
 
    private:
-    enum class mode { none, one, all };
     std::condition_variable& m_cv;
     sleepers& m_sleeping;
-    mode m_mode = mode::none;
+    std::size_t m_count = 0;  // notify_one calls owed (sleepers claimed one at a time)
+    bool m_all = false;       // a notify_all is owed instead (it covers the counted ones too)
   };
 
   // Pops the front item when the scope ends without an exception, i.e. after the caller's return
@@ -511,6 +721,11 @@ class bounded_queue {
 
   template <class U>
   bool put_until(U&& item, const detail::deadline& deadline) {
+    return emplace_until(deadline, std::forward<U>(item));
+  }
+
+  template <class... Args>
+  bool emplace_until(const detail::deadline& deadline, Args&&... args) {
     wake_on_exit wake_getter{m_not_empty, m_getters};  // destroyed last: notifies after the unlock
     std::unique_lock lock(m_mutex);
     if (!sleep_until(m_not_full, m_putters, lock, deadline,
@@ -519,7 +734,7 @@ class bounded_queue {
       return false;
     }
     try {
-      push_locked(std::forward<U>(item), wake_getter);
+      push_locked(wake_getter, std::forward<Args>(args)...);
     } catch (...) {
       // T's constructor or the storage growth threw, so nothing was added and the room this
       // putter may have been woken for is still there: hand that wake-up on (issue 9, item 2).
@@ -531,9 +746,39 @@ class bounded_queue {
     return true;
   }
 
-  template <class U>
-  void push_locked(U&& item, wake_on_exit& wake_getter) {
-    m_items.push_back(std::forward<U>(item));  // may throw: nothing has changed yet
+  template <class It, class Sentinel>
+  std::size_t put_all_until(It first, Sentinel last, const detail::deadline& deadline) {
+    wake_on_exit wake_getters{m_not_empty, m_getters};  // destroyed last: the final notifies go after the unlock
+    std::unique_lock lock(m_mutex);
+    std::size_t added = 0;
+    while (first != last) {
+      if (!m_shut_down && m_items.size() >= capacity()) {
+        wake_getters.flush();  // about to sleep: the getters woken for our items make the room
+      }
+      if (!sleep_until(m_not_full, m_putters, lock, deadline,
+                       [this] { return m_shut_down || m_items.size() < capacity(); }) ||
+          m_shut_down) {
+        break;
+      }
+      try {
+        do {
+          push_locked(wake_getters, *first);  // one getter woken per item
+          ++added;
+          ++first;
+        } while (first != last && m_items.size() < capacity());
+      } catch (...) {
+        // The items before this one stay (their getters are woken after the unlock); the room
+        // this putter may have been woken for is still there: hand that wake-up on (as emplace_until).
+        pass_on_wake_up(m_not_full, m_putters, lock);
+        throw;
+      }
+    }
+    return added;
+  }
+
+  template <class... Args>
+  void push_locked(wake_on_exit& wake_getter, Args&&... args) {
+    m_items.emplace_back(std::forward<Args>(args)...);  // may throw: nothing has changed yet
     ++m_unfinished;
     if (m_items.size() > m_high_water) {
       m_high_water = m_items.size();
@@ -573,6 +818,17 @@ class bounded_queue {
       pop_on_success pop{*this, lock, wake_putter};
       return std::optional<T>(std::in_place, std::move_if_noexcept(m_items.front()));
     }
+  }
+
+  // The stop callback of get(std::stop_token): wakes every getter (the simplest correct accounting;
+  // stop requests are rare), and the one whose token was stopped sees stop_requested() when it
+  // re-checks under the mutex. If every sleeper already has a notify coming (see sleepers), the
+  // stopped getter is among them and needs nothing more. Runs on the requesting thread, or inline
+  // in the stop_callback's constructor; never with the mutex held by the caller.
+  void wake_getters_for_stop() noexcept {
+    std::lock_guard lock(m_mutex);
+    wake_on_exit wake_getters{m_not_empty, m_getters};  // after the lock: notifies before the unlock
+    wake_getters.arm_all();
   }
 
   bool join_until(const detail::deadline& deadline) noexcept {

@@ -311,6 +311,32 @@ class thread_pool {
   /// @throws std::bad_alloc if the vector cannot be allocated.
   [[nodiscard]] pool_stats stats() const;
 
+  /// @brief How many accepted tasks have not started yet: waiting in the injection queue or in a
+  /// worker's deque (BS::thread_pool's `get_tasks_queued()`).
+  ///
+  /// Derived from the per-worker counters (tasks accepted, started, ended, dropped). A snapshot:
+  /// exact while nothing is submitted or started (e.g. every worker held in a blocking task, or
+  /// after wait_idle() returned and nothing new was submitted: then 0); approximate while the
+  /// pool runs, since the counters are read one after another. A task that a submitting thread
+  /// is still constructing counts as queued. Tasks discarded by shutdown_now() no longer count.
+  /// Any thread, including the pool's workers; never blocks; never allocates; never throws.
+  /// Memory ordering: none; it orders nothing (use wait_idle() or a future to wait for tasks).
+  /// @return the number of queued tasks.
+  [[nodiscard]] std::size_t tasks_queued() const noexcept;
+
+  /// @brief How many tasks are running now: started by a worker and not yet ended
+  /// (BS::thread_pool's `get_tasks_running()`).
+  ///
+  /// At most thread_count(), except that a task blocked in task_group::wait() on a worker counts
+  /// as running together with the tasks that worker runs while it helps. A snapshot: exact while
+  /// no task starts or ends (every worker held in a blocking task: thread_count(); after
+  /// wait_idle() returned: 0); approximate while the pool runs.
+  /// Any thread, including the pool's workers (the caller's own task counts); never blocks; never
+  /// allocates; never throws.
+  /// Memory ordering: none; it orders nothing.
+  /// @return the number of running tasks.
+  [[nodiscard]] std::size_t tasks_running() const noexcept;
+
   /// @brief The index of the calling thread among the workers of the pool that owns it.
   ///
   /// Any thread; never blocks.

@@ -36,6 +36,18 @@ class deadline {
     return deadline{now + std::chrono::ceil<clock::duration>(requested)};
   }
 
+  // The deadline `when` on any clock, converted once, now, into a steady-clock deadline (later
+  // adjustments of a non-steady clock such as system_clock do not move it). The remaining time is
+  // computed in long double seconds, as in after(), so no time point overflows when converted;
+  // on platforms where long double is double, that rounds by well under a microsecond.
+  template <class Clock, class Duration>
+  requires std::chrono::is_clock_v<Clock>
+  [[nodiscard]] static deadline at(const std::chrono::time_point<Clock, Duration>& when) {
+    using seconds = std::chrono::duration<long double>;
+    const seconds remaining = seconds(when.time_since_epoch()) - seconds(Clock::now().time_since_epoch());
+    return after(remaining);
+  }
+
   [[nodiscard]] bool is_never() const noexcept { return !m_at.has_value(); }
   [[nodiscard]] bool passed() const noexcept {
     return m_at.has_value() && (*m_at == clock::time_point::min() || clock::now() >= *m_at);

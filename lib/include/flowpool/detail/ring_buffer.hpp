@@ -36,10 +36,17 @@ class ring_buffer {
   // Strong guarantee: if allocation or T's constructor throws, nothing changes.
   template <class U>
   void push_back(U&& value) {
+    emplace_back(std::forward<U>(value));
+  }
+
+  // Constructs the new back element from `args` (parenthesised, like std::vector::emplace_back).
+  // Strong guarantee: if allocation or T's constructor throws, nothing changes.
+  template <class... Args>
+  void emplace_back(Args&&... args) {
     if (m_size == m_cap) {
       grow();
     }
-    ::new (static_cast<void*>(m_data + wrap(m_head + m_size))) T(std::forward<U>(value));
+    ::new (static_cast<void*>(m_data + wrap(m_head + m_size))) T(std::forward<Args>(args)...);
     ++m_size;
   }
 
