@@ -84,7 +84,12 @@ requires detail::loop_index_pair<First, Last> T parallel_reduce(thread_pool& poo
   detail::run_range(pool, std::uint64_t{0}, pieces, std::uint64_t{1}, leaf);
   T total = std::move(identity);
   for (std::uint64_t k = 0; k != pieces; ++k) {
-    total = reduce(std::move(total), std::move(*results[detail::integer_cast<std::size_t>(k)]));
+    std::optional<T>& piece = results[detail::integer_cast<std::size_t>(k)];
+    // Empty only if the piece was skipped: called inside a task of a cancelled task_group, whose
+    // cancellation reaches this call's group (the result is then unspecified, as documented).
+    if (piece.has_value()) {
+      total = reduce(std::move(total), std::move(*piece));
+    }
   }
   return total;
 }
