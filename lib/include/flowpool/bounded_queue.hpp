@@ -825,10 +825,15 @@ class bounded_queue {
   // re-checks under the mutex. If every sleeper already has a notify coming (see sleepers), the
   // stopped getter is among them and needs nothing more. Runs on the requesting thread, or inline
   // in the stop_callback's constructor; never with the mutex held by the caller.
+  // Always notify_all: a stop concerns one getter, and notifies are not addressed, so "every
+  // sleeper already has a notify coming" (arm_all() sending nothing) does not mean the stopped one
+  // will be woken: another getter may take those notifies, and the stopped one would sleep on with
+  // the queue empty. Notifying every sleeper keeps the counts right (each woken thread gives back
+  // one signal or one unsignalled count) and costs little: stop requests are rare.
   void wake_getters_for_stop() noexcept {
     std::lock_guard lock(m_mutex);
-    wake_on_exit wake_getters{m_not_empty, m_getters};  // after the lock: notifies before the unlock
-    wake_getters.arm_all();
+    (void)m_getters.claim_all();
+    m_not_empty.notify_all();  // under the lock: the getter re-checks stop_requested() after it
   }
 
   bool join_until(const detail::deadline& deadline) noexcept {
