@@ -151,9 +151,11 @@ class injection_queue {
     const std::uint64_t d = m_dequeue.load(k_fenced_acquire);
     // pairs with: publish()'s store of seq (the Dekker re-check of the sleepers reads it).
     const std::uint64_t seq = at(d).seq.load(k_fenced_acquire);
-    // seq == 2d: free or claimed, nothing to pop. seq == 2d + 1: published. Anything else: d was
-    // stale (a consumer moved on meanwhile); report work so the caller looks again.
-    return seq != 2 * d;
+    // seq == 2d + 1: published. Otherwise there is work only if d was stale (a consumer moved on
+    // meanwhile): then look again. Not "seq != 2d": the cell may still hold 2(d - capacity) + 1
+    // while the consumer of d - capacity, past its CAS, moves the task out (the user's move
+    // constructor), and idle workers would spin on that for as long as it takes.
+    return seq == 2 * d + 1 || m_dequeue.load(k_fenced_acquire) != d;
   }
 
   // Tasks claimed and not yet popped. relaxed: an estimate (used for the producers' wake-up
