@@ -10,8 +10,9 @@
 // the TSan runtime; abseil and folly annotate the same way). Otherwise the macros expand to
 // nothing and k_tsan_annotations is false, so every annotated path compiles to what it was.
 //
-// FLOWPOOL_TSAN (defined for flowpool's own targets by FLOWPOOL_SANITIZE=thread) turns them off:
-// there the library itself is instrumented, and TSan must check its real ordering, not ours.
+// FLOWPOOL_TSAN (defined for flowpool's own targets by FLOWPOOL_SANITIZE=thread, and publicly on
+// the library when it is built with -fsanitize=thread in CMAKE_CXX_FLAGS) turns them off: there
+// the library itself is instrumented, and TSan must check its real ordering, not ours.
 #if defined(__SANITIZE_THREAD__)
 #define FLOWPOOL_DETAIL_TSAN_INSTRUMENTED 1
 #elif defined(__has_feature)
