@@ -32,7 +32,6 @@ namespace flowpool {
 /// **Example.** A recursive sum: run one half as a task, compute the other half, wait()
 /// (`docs/examples/task_group_sum.cpp`):
 /// @snippet task_group_sum.cpp fork_join
-/// every task of the group happens-before wait() (or the destructor) returns.
 class task_group {
  public:
   /// @brief Creates an empty group whose tasks will run on `pool`.

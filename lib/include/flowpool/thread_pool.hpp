@@ -111,7 +111,6 @@ struct pool_options {
 /// **Example.** A result through a future, an exception through a future, fire-and-forget tasks
 /// whose exceptions go to `on_error`, and wait_idle() (`docs/examples/thread_pool_tasks.cpp`):
 /// @snippet thread_pool_tasks.cpp submit_post
-/// covers it, and of a wait_idle() that covers it.
 class thread_pool {
  public:
   /// The largest accepted pool_options::threads.
