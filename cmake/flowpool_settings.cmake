@@ -25,7 +25,7 @@ if(FLOWPOOL_SANITIZE)
   endif()
   if("thread" IN_LIST _flowpool_sanitizers)
     # TSan does not model std::atomic_thread_fence; FLOWPOOL_TSAN swaps fence-based code in
-    # lib/src/atomics.hpp for the equivalent seq_cst operations it does understand.
+    # lib/src/common/atomics.hpp for the equivalent seq_cst operations it does understand.
     target_compile_definitions(flowpool_settings INTERFACE FLOWPOOL_TSAN=1)
     target_compile_options(flowpool_settings INTERFACE -Wno-tsan)
   endif()

@@ -3,7 +3,7 @@
 // constantly; every item must be taken exactly once (count and checksum).
 #include <doctest/doctest.h>
 
-#include "chase_lev_deque.hpp"
+#include "thread_pool/chase_lev_deque.hpp"
 
 #include <array>
 #include <atomic>

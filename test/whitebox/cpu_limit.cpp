@@ -1,6 +1,6 @@
 // Whitebox tests of lib/src/cpu_limit.hpp: parsing cgroup v2 cpu.max and /proc/self/cgroup, and
 // the default thread count built from them (issue 14).
-#include "cpu_limit.hpp"
+#include "common/cpu_limit.hpp"
 
 #include <doctest/doctest.h>
 

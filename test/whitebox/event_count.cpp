@@ -2,8 +2,8 @@
 // waiter's prepare/re-check/commit races a notifier's publish/fence/check.
 #include <doctest/doctest.h>
 
-#include "atomics.hpp"
-#include "event_count.hpp"
+#include "common/atomics.hpp"
+#include "thread_pool/event_count.hpp"
 
 #include <atomic>
 #include <cstdint>

@@ -14,8 +14,8 @@
 // wake-up (the waiter is then released with wake_all(), which skips the dedup, and counted).
 #include <doctest/doctest.h>
 
-#include "atomics.hpp"
-#include "event_count.hpp"
+#include "common/atomics.hpp"
+#include "thread_pool/event_count.hpp"
 
 #include <test_support.hpp>
 

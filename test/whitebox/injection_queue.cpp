@@ -3,7 +3,7 @@
 // full/empty/closed behaviour.
 #include <doctest/doctest.h>
 
-#include "injection_queue.hpp"
+#include "thread_pool/injection_queue.hpp"
 
 #include <atomic>
 #include <cstdint>

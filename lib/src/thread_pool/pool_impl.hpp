@@ -16,10 +16,10 @@
 // equal the spawned + accepted counts, read afterwards (see quiescent()).
 #pragma once
 
-#include "atomics.hpp"
-#include "chase_lev_deque.hpp"
-#include "event_count.hpp"
-#include "injection_queue.hpp"
+#include "common/atomics.hpp"
+#include "thread_pool/chase_lev_deque.hpp"
+#include "thread_pool/event_count.hpp"
+#include "thread_pool/injection_queue.hpp"
 
 #include <flowpool/detail/config.hpp>
 #include <flowpool/detail/deadline.hpp>

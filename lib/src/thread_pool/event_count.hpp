@@ -36,7 +36,7 @@
 // of latency.
 #pragma once
 
-#include "atomics.hpp"
+#include "common/atomics.hpp"
 
 #include <flowpool/detail/config.hpp>
 

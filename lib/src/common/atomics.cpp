@@ -1,4 +1,4 @@
-#include "atomics.hpp"
+#include "common/atomics.hpp"
 
 #include <flowpool/detail/config.hpp>
 

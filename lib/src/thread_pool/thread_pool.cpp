@@ -1,6 +1,6 @@
-#include "pool_impl.hpp"
+#include "thread_pool/pool_impl.hpp"
 
-#include "cpu_limit.hpp"
+#include "common/cpu_limit.hpp"
 
 #include <flowpool/detail/thread_start.hpp>
 #include <flowpool/thread_pool.hpp>

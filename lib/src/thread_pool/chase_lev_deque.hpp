@@ -14,7 +14,7 @@
 // when the deque is destroyed; geometric growth bounds the total at twice the final buffer.
 #pragma once
 
-#include "atomics.hpp"
+#include "common/atomics.hpp"
 
 #include <flowpool/detail/config.hpp>
 

@@ -1,4 +1,4 @@
-#include "cpu_limit.hpp"
+#include "common/cpu_limit.hpp"
 
 #include <fcntl.h>
 #include <sched.h>

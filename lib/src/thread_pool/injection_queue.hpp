@@ -17,7 +17,7 @@
 // accepted() (the position without the bit) is then exactly the number of tasks ever accepted.
 #pragma once
 
-#include "atomics.hpp"
+#include "common/atomics.hpp"
 
 #include <flowpool/detail/config.hpp>
 #include <flowpool/detail/task.hpp>
