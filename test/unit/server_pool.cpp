@@ -396,7 +396,7 @@ TEST_SUITE("server_pool") {
     CHECK_THROWS_WITH_AS(server_pool<int>({}, server_pool<int>::handler_type{}),
                          doctest::Contains("handler must not be empty"), std::invalid_argument);
     // The limit itself is allowed (not started here: 4096 threads is too many for a unit test).
-    CHECK_NOTHROW(flowpool::detail::validate_server_pool_options({.servers = 4096, .slots_per_server = 1}));
+    CHECK_NOTHROW(flowpool::detail::fleet(flowpool::server_pool_options{.servers = 4096, .slots_per_server = 1}));
   }
 
   TEST_CASE("a submit after shutdown returns false and leaves a move-only request untouched" * doctest::timeout(30)) {
