@@ -378,8 +378,10 @@ void fleet::idle_wait(lock_type& lock, fleet_slot& slot) noexcept {
   ++server.listed;
   ++m_listed;
   // An ejected server's slots sleep until the ejection ends (no polling); everyone else until woken.
-  const bool timed = server.state == server_state::ejected && !server.probe_out;
+  // Once the ejection has ended (a probe is due but nothing is queued for it), the wait is untimed:
+  // a timed wait on a past deadline would return at once, and the slot would spin.
   const clock::time_point until = server.until;
+  const bool timed = server.state == server_state::ejected && !server.probe_out && clock::now() < until;
   while (!slot.woken) {
     if (!timed) {
       slot.cv.wait(lock);
