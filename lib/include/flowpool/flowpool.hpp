@@ -7,6 +7,7 @@
 #include <flowpool/parallel_invoke.hpp>
 #include <flowpool/parallel_reduce.hpp>
 #include <flowpool/pool_stats.hpp>
+#include <flowpool/latency_histogram.hpp>
 #include <flowpool/server_pool.hpp>
 #include <flowpool/task_group.hpp>
 #include <flowpool/thread_pool.hpp>

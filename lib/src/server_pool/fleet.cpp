@@ -14,6 +14,12 @@
 #include <stdexcept>
 #include <string>
 
+namespace flowpool {
+
+permanent_error::~permanent_error() = default;
+
+}  // namespace flowpool
+
 namespace flowpool::detail {
 namespace {
 
