@@ -45,9 +45,11 @@ struct slot_id {
 class permanent_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
-  permanent_error(const permanent_error&) = default;             ///< Copyable, as exceptions are.
-  permanent_error& operator=(const permanent_error&) = default;  ///< Copyable.
-  ~permanent_error() override;                                   ///< Out of line: one vtable, in the library.
+  /// @brief Copies, as exceptions are copied. @param other the error to copy.
+  permanent_error(const permanent_error& other) = default;
+  /// @brief Copy assignment. @param other the error to copy. @return `*this`.
+  permanent_error& operator=(const permanent_error& other) = default;
+  ~permanent_error() override;  ///< Out of line: one vtable, in the library.
 };
 
 /// @brief The life of one server of a server_pool (see `server_pool::state()`).
