@@ -347,6 +347,75 @@ TEST_SUITE("server_pool fleet") {
     CHECK(stats.queue_high_water_mark >= k_capacity);
   }
 
+  TEST_CASE("a due probe takes one wake-up: the next request goes to a serving server, not behind the probe" *
+            doctest::timeout(120)) {
+    // Found in review: both wake-ups of two quick submits went to the ejected server whose probe was
+    // due; one slot probed, the other went back to sleep, and the second request waited for the
+    // probe while a serving server slept.
+    server_pool_options options = fleet_options(2, 2);
+    options.max_attempts = 2;
+    options.eject_after = 1;
+    options.eject_for = 10ms;
+    std::atomic<int> started_on_1{0};
+    gate release;
+    server_pool<int> pool(options, [&](slot_context<int>& ctx, int& r) {
+      if (ctx.slot().server == 0) {
+        if (ctx.is_probe()) {
+          release.wait();  // a probe that hangs, as one to a dead server does
+          return;
+        }
+        throw std::runtime_error("down");
+      }
+      if (r >= 1000) {
+        started_on_1.fetch_add(1);
+      }
+    });
+    for (int i = 0; i < 1000 && pool.state(0) != server_state::ejected; ++i) {
+      REQUIRE(pool.submit(int{i}));
+      pool.join();
+    }
+    REQUIRE(pool.state(0) == server_state::ejected);
+    const auto ejected_at = std::chrono::steady_clock::now();
+    REQUIRE(eventually([&] { return std::chrono::steady_clock::now() - ejected_at > 30ms; }));  // its probe is due
+    REQUIRE(pool.submit(1000));
+    REQUIRE(pool.submit(1001));
+    CHECK(eventually([&] { return started_on_1.load() >= 1; }));  // while the probe (if any) still hangs
+    release.open();
+    pool.join();
+    CHECK(pool.stats().succeeded >= 2);
+  }
+
+  TEST_CASE("after shutdown no server stays ejected: a dead fleet drains in max_attempts attempts per request" *
+            doctest::timeout(120)) {
+    // Found in review: with every server ejected, the destructor waited one probe per ejection
+    // period per queued request (hours with the defaults). Here the ejection is an hour.
+    server_pool_options options = fleet_options(2, 1);
+    options.max_attempts = 2;
+    options.eject_after = 1;
+    options.eject_for = std::chrono::hours(1);
+    std::atomic<int> failures{0};
+    server_pool_callbacks<int> callbacks;
+    callbacks.on_failure = [&](const request_failure&, int&) { failures.fetch_add(1); };
+    {
+      server_pool<int> pool(
+          options, [](slot_id, int&) { throw std::runtime_error("dead"); }, std::move(callbacks));
+      REQUIRE(pool.submit(0));
+      REQUIRE(
+          eventually([&] { return pool.state(0) == server_state::ejected && pool.state(1) == server_state::ejected; }));
+      for (int i = 1; i < 20; ++i) {
+        REQUIRE(pool.submit(int{i}));
+      }
+      pool.shutdown();
+      CHECK(pool.state(0) == server_state::serving);
+      CHECK(pool.state(1) == server_state::serving);
+      pool.join();  // bounded: each request gets at most 2 attempts
+      const flowpool::server_pool_stats stats = pool.stats();
+      CHECK(stats.final_failures == 20);
+      CHECK(stats.total_handled() <= 40);
+    }
+    CHECK(failures.load() == 20);
+  }
+
   TEST_CASE("max_ejected_percent caps how many servers are ejected at once" * doctest::timeout(60)) {
     server_pool_options options = fleet_options(4, 1);
     options.eject_after = 1;
@@ -453,6 +522,9 @@ TEST_SUITE("server_pool fleet") {
     CHECK_THROWS_WITH_AS(pool.add_server(0), doctest::Contains("slots must be at least 1"), std::invalid_argument);
     CHECK_THROWS_WITH_AS(pool.add_server(server_pool_options::k_max_threads),
                          doctest::Contains("more than k_max_threads"), std::invalid_argument);
+    // Checked before anything is allocated: a huge count is an invalid_argument, not a length_error.
+    CHECK_THROWS_AS(pool.add_server(SIZE_MAX), std::invalid_argument);
+    CHECK_THROWS_AS(pool.add_server(SIZE_MAX / 2), std::invalid_argument);
     CHECK_THROWS_WITH_AS((void)pool.state(1), doctest::Contains("no server 1"), std::invalid_argument);
     CHECK_THROWS_WITH_AS(pool.drain_server(7), doctest::Contains("no server 7"), std::invalid_argument);
     CHECK(pool.server_count() == 1);
@@ -485,6 +557,13 @@ TEST_SUITE("server_pool fleet") {
     o = {};
     o.retry_budget_window = 0ms;
     CHECK_THROWS_WITH_AS(make(o), doctest::Contains("options.retry_budget_window"), std::invalid_argument);
+    o = {};
+    o.queue_timeout = std::chrono::milliseconds::max();  // would overflow time_point arithmetic
+    CHECK_THROWS_WITH_AS(make(o), doctest::Contains("at most a year"), std::invalid_argument);
+    o = {};
+    o.eject_after = 1;
+    o.eject_for = std::chrono::hours(24 * 365 * 300);
+    CHECK_THROWS_WITH_AS(make(o), doctest::Contains("at most a year"), std::invalid_argument);
     o = {};
     o.queue_timeout = -1ms;
     CHECK_THROWS_WITH_AS(make(o), doctest::Contains("options.queue_timeout"), std::invalid_argument);
@@ -519,6 +598,29 @@ TEST_SUITE("server_pool fleet") {
     CHECK(budget_failures.load() == k_requests - 100);
     CHECK(stats.final_failures == static_cast<std::uint64_t>(k_requests));
     CHECK(stats.total_handled() == static_cast<std::uint64_t>(k_requests + 100));
+  }
+
+  TEST_CASE("a retry budget window under 10 ms still allows retries (its step is not rounded to 0)" *
+            doctest::timeout(30)) {
+    server_pool_options options = fleet_options(1, 1);
+    options.max_attempts = 2;
+    options.retry_budget_ratio = 1.0;
+    options.retry_budget_min_per_second = 1e6;
+    options.retry_budget_window = 5ms;
+    server_pool<int> pool(options, [&](slot_context<int>& ctx, int&) {
+      if (ctx.attempt() == 1) {
+        throw std::runtime_error("first attempts fail");
+      }
+    });
+    for (int i = 0; i < 20; ++i) {
+      REQUIRE(pool.submit(int{i}));
+    }
+    pool.join();
+    // A floor of a million per second allows 5000 retries in any 5 ms: none is refused. With the
+    // step rounded to 0 the window was 10 ns and every retry was refused.
+    CHECK(pool.stats().retry_budget_refusals == 0);
+    CHECK(pool.stats().total_retried() == 20);
+    CHECK(pool.stats().succeeded == 20);
   }
 
   TEST_CASE("the budget's share of requests: ratio 0.5 and no floor allows one retry per two requests" *
@@ -836,13 +938,29 @@ TEST_SUITE("latency_histogram") {
     CHECK(h.mean().count() == static_cast<std::int64_t>(sum / static_cast<long double>(values.size())));
     for (const double q : {0.01, 0.1, 0.5, 0.9, 0.99, 0.999}) {
       CAPTURE(q);
-      const auto rank = static_cast<std::size_t>(q * static_cast<double>(values.size()));
+      const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(values.size())));
       const double exact = static_cast<double>(values[rank == 0 ? 0 : rank - 1]);
       const double got = static_cast<double>(h.percentile(q).count());
       CHECK(std::abs(got - exact) <= 0.032 * exact + 1.0);
     }
     CHECK(h.percentile(1.0) == h.max());
     CHECK(h.percentile(0.0).count() == values.front());
+  }
+
+  TEST_CASE("a percentile covers at least its share: the tail of a small sample is not under-reported") {
+    flowpool::latency_histogram h;
+    for (int i = 0; i < 9; ++i) {
+      h.record(1ms);
+    }
+    h.record(1s);
+    // 99 % of 10 durations is 9.9 of them: the 10th (1 s), not the 9th (1 ms).
+    CHECK(std::abs(static_cast<double>(h.p99().count()) - 1e9) <= 0.032 * 1e9);
+    CHECK(std::abs(static_cast<double>(h.p50().count()) - 1e6) <= 0.032 * 1e6);
+    flowpool::latency_histogram two;
+    two.record(1ms);
+    two.record(100ms);
+    CHECK(std::abs(static_cast<double>(two.p99().count()) - 1e8) <= 0.032 * 1e8);
+    CHECK(std::abs(static_cast<double>(two.percentile(0.5).count()) - 1e6) <= 0.032 * 1e6);
   }
 
   TEST_CASE("buckets tile the range without gaps, and merge adds counts") {

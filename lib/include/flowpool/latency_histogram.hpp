@@ -7,6 +7,7 @@
 #include <array>
 #include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -81,8 +82,9 @@ class latency_histogram {
       return max();
     }
     const double clamped = q > 0.0 ? q : 0.0;
-    auto rank = static_cast<std::uint64_t>(clamped * static_cast<double>(m_count));
-    rank = std::clamp<std::uint64_t>(rank < 1 ? 1 : rank, 1, m_count);
+    // The rank is ceil(q * count): the smallest count of durations that covers the share q.
+    auto rank = static_cast<std::uint64_t>(std::ceil(clamped * static_cast<double>(m_count)));
+    rank = std::clamp<std::uint64_t>(rank, 1, m_count);
     std::uint64_t seen = 0;
     for (std::size_t i = 0; i < k_buckets; ++i) {
       seen += m_counts[i];
