@@ -32,7 +32,7 @@ double overlap_ms(bench_clock::time_point a0, bench_clock::time_point a1, bench_
 }
 
 // The failing server's ejection bound, per run: non-probe attempts while failing against
-// (eject_after + K - 1) per ejection that started from `serving`, probes against ejection periods.
+// (eject_after + K - 1) per serving period, probes against ejection periods.
 struct bound_check {
   std::uint64_t non_probes = 0;
   std::uint64_t probes = 0;
@@ -54,7 +54,11 @@ bound_check check_bound(const faulty_result& r, const faulty_metrics& m) {
   }
   b.ejections = r.pool.failing_ejections;
   b.from_serving = b.ejections >= b.failed_probes ? b.ejections - b.failed_probes : 0;
-  b.allowed_non_probes = (r.plan.eject_after + r.config.slots_per_server - 1) * b.from_serving;
+  // While failing, a server can only leave `serving` by an ejection (a probe cannot succeed), so each
+  // of its serving periods in the window ends in an ejection from serving, or at the window's close
+  // (then there was no such ejection): max(1, from_serving) periods.
+  b.allowed_non_probes =
+      (r.plan.eject_after + r.config.slots_per_server - 1) * std::max<std::uint64_t>(1, b.from_serving);
   b.pass = b.ejections >= b.failed_probes && b.non_probes <= b.allowed_non_probes && b.probes <= b.ejections;
   return b;
 }

@@ -44,6 +44,7 @@ fails every attempt after a 10 ms timeout and server 4 is 5x slower while the st
                        median runs; their CSV data goes to DIR/data/
   --soak SECONDS       instead of the comparison: run the server_pool stream for SECONDS
   --no-faulty          skip the faulty-fleet table
+  --faulty-only        only the faulty-fleet table
   --faulty-budget N    requests in the faulty run (default: --budget)
   --eject-for-ms N     server_pool's eject_for in the faulty run (default 50)
   --strict             exit with status 2 if a target is missed
@@ -60,6 +61,7 @@ struct options {
   double soak = 0;
   bool strict = false;
   bool faulty = true;
+  bool faulty_only = false;
   std::size_t faulty_budget = 0;  // 0 = config.budget
   fault_plan plan;
 };
@@ -106,6 +108,10 @@ options parse(int argc, char** argv) {
     }
     if (flag == "--no-faulty") {
       o.faulty = false;
+      continue;
+    }
+    if (flag == "--faulty-only") {
+      o.faulty_only = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -216,6 +222,9 @@ int run(const options& o) {
   }
   std::vector<scenario_outcome> outcomes;
   std::vector<target_result> targets;
+  if (o.faulty_only) {
+    scenarios.clear();
+  }
   for (const scenario_config& config : scenarios) {
     std::cout << "running " << to_string(config.model) << " scenario...\n" << std::flush;
     outcomes.push_back(run_scenario(config, designs, o.repeat, std::cerr));
