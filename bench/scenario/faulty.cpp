@@ -140,6 +140,7 @@ faulty_metrics compute_faulty_metrics(const faulty_result& r) {
     }
   }
   m.back_after_ms = back ? to_ms(*back - close) : -1.0;
+  m.idle_after_ms = back ? m.back_after_ms : (end > close ? to_ms(end - close) : 0.0);
   return m;
 }
 
@@ -213,6 +214,10 @@ void print_faulty_table(const faulty_outcome& outcome, std::ostream& out) {
       << ") + expired " << pr.pool.expired << " + returned " << pr.pool.returned << "; retried " << pr.pool.retried
       << ", retry-budget refusals " << pr.pool.budget_refusals << ", server " << p.failing_server << " ejections "
       << pr.pool.failing_ejections << "\n";
+  out << "server_pool: server " << p.failing_server << " served nothing for " << fixed(pm.idle_after_ms, 1)
+      << " ms after the window closed (the rest of its last ejection period), "
+      << fixed(100 * pm.idle_after_ms / std::max(pm.makespan_ms, 1e-9) / static_cast<double>(c.servers), 1)
+      << " % of the run's slot-time\n";
   out << "lost = requests that never ended, or ended twice; failed = reported final failures (server_pool: "
          "on_failure);\n"
          "latency = first submit to the end of the last attempt; serving util = busy share of the slots of every\n"

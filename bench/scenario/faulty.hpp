@@ -276,6 +276,7 @@ struct faulty_metrics {
   std::uint64_t probes_in_window = 0;            ///< ... of which were probes
   std::uint64_t non_probes_in_window = 0;        ///< ... of which were not
   double back_after_ms = 0;  ///< window close to the failing server's first attempt after it (-1: none)
+  double idle_after_ms = 0;  ///< window close to that attempt, or to the end of the run if none
 };
 
 /// @return the metrics of `r`.
