@@ -9,6 +9,21 @@ if (!exists("slots")) slots = 10
 if (!exists("k")) k = 2
 if (!exists("fault_server")) fault_server = 2
 
+# Read the runs' fault, heal and end times first (stats obeys the ranges set below).
+set datafile separator ","
+stats dir."/data/fleet_events_batch_then_wait.csv" using 1 nooutput
+b_fault = STATS_min
+stats dir."/data/fleet_events_batch_then_wait.csv" using 2 nooutput
+b_heal = STATS_min
+stats dir."/data/fleet_events_batch_then_wait.csv" using 3 nooutput
+b_end = STATS_max
+stats dir."/data/fleet_events_server_pool.csv" using 1 nooutput
+p_fault = STATS_min
+stats dir."/data/fleet_events_server_pool.csv" using 2 nooutput
+p_heal = STATS_min
+stats dir."/data/fleet_events_server_pool.csv" using 3 nooutput
+p_end = STATS_max
+
 set terminal pngcairo size 1400,800 font "DejaVu Sans,10"
 set output dir."/fleet_gantt.png"
 set datafile separator ","
@@ -26,10 +41,8 @@ hi = fault_server * k + k - 0.5
 
 set multiplot layout 2,1 title "Fleet fault run: server ".fault_server." killed (SIGKILL), then restarted on the same port; red = failed attempt"
 
-stats dir."/data/fleet_events_batch_then_wait.csv" using 1:2 nooutput
-fault_ms = STATS_min_x; heal_ms = STATS_min_y
-stats dir."/data/fleet_events_batch_then_wait.csv" using 3 nooutput
-set xrange [0:STATS_max]
+fault_ms = b_fault; heal_ms = b_heal
+set xrange [0:b_end]
 set arrow 1 from fault_ms, graph 0 to fault_ms, graph 1 nohead dt 2 lw 2 lc rgb "#000000" front
 set arrow 2 from heal_ms, graph 0 to heal_ms, graph 1 nohead dt 2 lw 2 lc rgb "#000000" front
 set label 1 "kill" at fault_ms, graph 1.03 center front
@@ -38,10 +51,8 @@ set title "batch-then-wait: no ejection; its natural retry resubmits every faile
 set xlabel ""
 plot dir."/data/fleet_gantt_batch_then_wait.csv" using (($2+$3)/2):1:2:3:($1-0.38):($1+0.38):(colour($4,$5)) with boxxyerror lc rgb variable
 
-stats dir."/data/fleet_events_server_pool.csv" using 1:2 nooutput
-fault_ms = STATS_min_x; heal_ms = STATS_min_y
-stats dir."/data/fleet_events_server_pool.csv" using 3 nooutput
-set xrange [0:STATS_max]
+fault_ms = p_fault; heal_ms = p_heal
+set xrange [0:p_end]
 set arrow 1 from fault_ms, graph 0 to fault_ms, graph 1 nohead dt 2 lw 2 lc rgb "#000000" front
 set arrow 2 from heal_ms, graph 0 to heal_ms, graph 1 nohead dt 2 lw 2 lc rgb "#000000" front
 set label 1 "kill" at fault_ms, graph 1.03 center front

@@ -41,6 +41,7 @@ batch_then_wait, server_pool and thread_pool: a healthy run, then a fault run.
   --read-timeout MS    client read timeout (default 500)
   --plot DIR           write DIR/fleet_gantt.png (gnuplot) from the fault run; CSV in DIR/data/
   --strict             exit with status 2 if a target is missed
+  --verbose            per run: attempts by server and status, every failed attempt (stderr)
 )";
 
 struct options {
@@ -49,6 +50,7 @@ struct options {
   fault_kind fault = fault_kind::kill;
   std::string plot;
   bool strict = false;
+  bool verbose = false;
 };
 
 std::size_t to_size(const std::string& flag, const std::string& text) {
@@ -76,6 +78,10 @@ options parse(int argc, char** argv) {
     }
     if (flag == "--strict") {
       o.strict = true;
+      continue;
+    }
+    if (flag == "--verbose") {
+      o.verbose = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -146,7 +152,7 @@ constexpr named_design k_designs[] = {{"batch_then_wait", &run_fleet_batch_then_
                                       {"thread_pool", &run_fleet_thread_pool}};
 
 fleet_outcome run_scenario(const std::string& title, const fleet_config& config, std::size_t repeat, local_fleet& fleet,
-                           std::uint32_t& run) {
+                           std::uint32_t& run, bool verbose) {
   fleet_outcome outcome;
   outcome.title = title;
   outcome.config = config;
@@ -159,7 +165,7 @@ fleet_outcome run_scenario(const std::string& title, const fleet_config& config,
       ++run;
       fleet_result r = k_designs[i].run(config, fleet, run);
       const conservation c = check_conservation(r, fleet.logs(run));
-      if (std::getenv("FLEET_DEBUG") != nullptr) {
+      if (verbose) {
         std::map<std::pair<int, int>, int> counts;
         for (const attempt_event& e : r.attempts) {
           ++counts[{static_cast<int>(e.server), e.status}];
@@ -207,14 +213,14 @@ int run(const options& o) {
   std::uint32_t run_tag = 0;
   std::vector<fleet_outcome> outcomes;
   std::cout << "running the fleet comparison (real server processes)...\n" << std::flush;
-  outcomes.push_back(run_scenario("healthy", o.config, o.repeat, fleet, run_tag));
+  outcomes.push_back(run_scenario("healthy", o.config, o.repeat, fleet, run_tag, o.verbose));
   print_table(outcomes.back(), std::cout);
   if (o.fault != fault_kind::none) {
     fleet_config faulty = o.config;
     faulty.fault = o.fault;
     outcomes.push_back(run_scenario(
         std::string("fault (") + to_string(o.fault) + " server " + std::to_string(faulty.fault_server) + ")", faulty,
-        o.repeat, fleet, run_tag));
+        o.repeat, fleet, run_tag, o.verbose));
     print_table(outcomes.back(), std::cout);
   }
   std::vector<fleet_target> targets;
