@@ -73,7 +73,12 @@ fleet_result run_fleet_server_pool(const fleet_config& config, local_fleet& flee
       result.samples.push_back({bench_clock::now(), stats.servers[watched].state, stats.servers[watched].ejections});
     }
   }
-  pool.join();
+  // Bounded: a fleet whose servers all died would keep every request queued (server_pool waits
+  // for a probe to succeed, it never drops one). The requests handed back count as never ended.
+  if (!pool.join_for(std::chrono::seconds(120))) {
+    result.error = "the stream did not finish within 120 s (every server down?)";
+    (void)pool.shutdown_now();
+  }
   result.makespan = bench_clock::now() - result.t0;
   if (watched < pool.stats().servers.size()) {
     result.ejections = pool.stats().servers[watched].ejections;

@@ -85,6 +85,12 @@ struct fleet_pool {
             .on_expired = {}});
   }
 
+  // A failed check must not hang the test: hand back whatever is still queued (every server down
+  // would keep it queued for good), so the destructor only waits for the attempts in flight.
+  ~fleet_pool() { (void)pool->shutdown_now(); }
+  fleet_pool(const fleet_pool&) = delete;
+  fleet_pool& operator=(const fleet_pool&) = delete;
+
   void submit_range(std::uint64_t from, std::uint64_t to) {
     for (std::uint64_t id = from; id < to; ++id) {
       REQUIRE(pool->submit(fleet_request{id, 200 + (id % 5) * 100, 0}));
@@ -146,7 +152,7 @@ TEST_SUITE("fleet (real HTTP servers on loopback)") {
     local_fleet fleet(default_server_program(), config.scenario.servers, config.scenario.slots_per_server);
     fleet_pool p(config, fleet.ports(), 1, 400);
     p.submit_range(0, 400);
-    p.pool->join();
+    REQUIRE(p.pool->join_for(60s));
     const both_ends b = check(p, fleet, 1, 0, 400);
     CHECK(b.lost == 0);
     CHECK(b.failed == 0);
@@ -182,11 +188,11 @@ TEST_SUITE("fleet (real HTTP servers on loopback)") {
     fleet_pool p(config, fleet.ports(), 1, 2 * k_phase + k_rounds * 10);
     // Phase 1: all three servers serve.
     p.submit_range(0, k_phase);
-    p.pool->join();
+    REQUIRE(p.pool->join_for(60s));
     // Phase 2: server 1 is dead (SIGKILL). Its failed attempts are retried on the others.
     fleet[1].kill();
     p.submit_range(k_phase, 2 * k_phase);
-    p.pool->join();
+    REQUIRE(p.pool->join_for(60s));
     const flowpool::server_pool_stats during = p.pool->stats();
     CHECK(during.servers[1].ejections >= 1);
     CHECK(during.final_failures == 0);
@@ -199,7 +205,7 @@ TEST_SUITE("fleet (real HTTP servers on loopback)") {
     for (std::size_t round = 0; round < k_rounds && !back; ++round) {
       p.submit_range(next, next + 10);
       next += 10;
-      p.pool->join();
+      REQUIRE(p.pool->join_for(60s));
       back = p.pool->stats().servers[1].succeeded() > before;
     }
     CHECK(back);
@@ -218,7 +224,7 @@ TEST_SUITE("fleet (real HTTP servers on loopback)") {
     REQUIRE(fleet[0].set_mode(server_mode::fail500));
     fleet_pool p(config, fleet.ports(), 1, 300);
     p.submit_range(0, 300);
-    p.pool->join();
+    REQUIRE(p.pool->join_for(60s));
     const flowpool::server_pool_stats stats = p.pool->stats();
     CHECK(stats.servers[0].ejections >= 1);
     CHECK(stats.servers[0].succeeded() == 0);
