@@ -33,7 +33,7 @@ batch_then_wait, server_pool and thread_pool: a healthy run, then a fault run.
   --budget N           requests per run, follow-ups included (default 4000)
   --min-ms X --max-ms Y  uniform service range (default 1 3)
   --seed N             stream seed (default 42)
-  --repeat N           runs per design and scenario, interleaved; the median is shown (default 3)
+  --repeat N           runs per design and scenario, interleaved; the median is shown (default 5)
   --fault KIND         kill | fail500 | hang | none: the fault run's fault (default kill)
   --fault-server I     the server it hits (default 2)
   --eject-after N      server_pool: consecutive failures that eject (default 3)
@@ -46,7 +46,7 @@ batch_then_wait, server_pool and thread_pool: a healthy run, then a fault run.
 
 struct options {
   fleet_config config;
-  std::size_t repeat = 3;
+  std::size_t repeat = 5;
   fault_kind fault = fault_kind::kill;
   std::string plot;
   bool strict = false;
