@@ -235,6 +235,28 @@ TEST_SUITE("fleet (real HTTP servers on loopback)") {
     CHECK(b.served_by[0] == 0);
   }
 
+  TEST_CASE("a server that hangs costs each attempt the read timeout, is ejected, and its requests complete elsewhere" *
+            doctest::timeout(90)) {
+    fleet_config config = short_stream(0);
+    config.read_timeout = 300ms;  // each hung attempt ends here
+    local_fleet fleet(default_server_program(), config.scenario.servers, config.scenario.slots_per_server);
+    REQUIRE(fleet[2].set_mode(server_mode::hang));
+    fleet_pool p(config, fleet.ports(), 1, 300);
+    p.submit_range(0, 300);
+    REQUIRE(p.pool->join_for(60s));
+    const flowpool::server_pool_stats stats = p.pool->stats();
+    REQUIRE(fleet[2].set_mode(server_mode::ok));  // lets the hung handlers go
+    CHECK(stats.servers[2].ejections >= 1);
+    CHECK(stats.servers[2].succeeded() == 0);
+    CHECK(stats.final_failures == 0);
+    const both_ends b = check(p, fleet, 1, 0, 300);
+    CHECK(b.lost == 0);
+    CHECK(b.failed == 0);
+    CHECK(b.duplicates == 0);  // a hung request is never served
+    CHECK(b.refused == 0);
+    CHECK(b.served_by[2] == 0);
+  }
+
   TEST_CASE("the server processes die with their parent" * doctest::timeout(60)) {
     int report[2];
     REQUIRE(::pipe(report) == 0);
