@@ -34,7 +34,8 @@ fleet_result run_fleet_batch_then_wait(const fleet_config& config, local_fleet& 
                                    ++r.attempts,
                                    0,
                                    bench_clock::now(),
-                                   {}};
+                                   {},
+                                   r.enqueued};
                    e.status = connections[slot]->call(r, run);
                    e.end = bench_clock::now();
                    context.log_attempt(e);
@@ -49,7 +50,8 @@ fleet_result run_fleet_batch_then_wait(const fleet_config& config, local_fleet& 
   self = &pool;
   const std::vector<fleet_request> burst = context.initial_burst();
   result.t0 = bench_clock::now();
-  for (const fleet_request& r : burst) {
+  for (fleet_request r : burst) {
+    r.enqueued = bench_clock::now();
     (void)pool.submit(r);
   }
   run_fault_plan(context, fleet, result, nullptr);

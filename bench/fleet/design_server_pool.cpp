@@ -41,7 +41,8 @@ fleet_result run_fleet_server_pool(const fleet_config& config, local_fleet& flee
                                    static_cast<std::uint32_t>(ctx.attempt()),
                                    0,
                                    bench_clock::now(),
-                                   {}};
+                                   {},
+                                   r.enqueued};
                    e.status = ctx.state().call(r, run);
                    e.end = bench_clock::now();
                    context.log_attempt(e);
@@ -56,7 +57,8 @@ fleet_result run_fleet_server_pool(const fleet_config& config, local_fleet& flee
   self = &pool;
   const std::vector<fleet_request> burst = context.initial_burst();
   result.t0 = bench_clock::now();
-  for (const fleet_request& r : burst) {
+  for (fleet_request r : burst) {
+    r.enqueued = bench_clock::now();
     (void)pool.submit(r);
   }
   // The fault server's state, for the chart: sampled every 5 ms at most (stats() takes the pool's

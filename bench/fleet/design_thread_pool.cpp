@@ -27,7 +27,8 @@ struct pool_run {
                       ++r.attempts,
                       0,
                       bench_clock::now(),
-                      {}};
+                      {},
+                      r.enqueued};
       e.status = connections[slot]->call(r, context.run());
       e.end = bench_clock::now();
       context.log_attempt(e);
@@ -61,7 +62,8 @@ fleet_result run_fleet_thread_pool(const fleet_config& config, local_fleet& flee
   pool_run driver{context, connections, pool, k};
   const std::vector<fleet_request> burst = context.initial_burst();
   result.t0 = bench_clock::now();
-  for (const fleet_request& r : burst) {
+  for (fleet_request r : burst) {
+    r.enqueued = bench_clock::now();
     driver.post(r);
   }
   run_fault_plan(context, fleet, result, nullptr);

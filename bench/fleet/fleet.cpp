@@ -66,7 +66,7 @@ run_context::run_context(const fleet_config& config, std::uint32_t run)
 }
 
 fleet_request run_context::wire(const flowpool_bench::request& r) const noexcept {
-  return fleet_request{r.id, static_cast<std::uint64_t>(r.base_service.count() / 1000), 0};
+  return fleet_request{r.id, static_cast<std::uint64_t>(r.base_service.count() / 1000), 0, r.enqueued};
 }
 
 std::vector<fleet_request> run_context::initial_burst() {

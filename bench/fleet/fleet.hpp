@@ -63,8 +63,9 @@ struct fleet_config {
 /// A request as the fleet designs pass it around.
 struct fleet_request {
   std::uint64_t id = 0;
-  std::uint64_t service_us = 0;  ///< the drawn service time the server sleeps
-  std::uint32_t attempts = 0;    ///< attempts made so far (batch-then-wait and thread_pool count here)
+  std::uint64_t service_us = 0;        ///< the drawn service time the server sleeps
+  std::uint32_t attempts = 0;          ///< attempts made so far (batch-then-wait and thread_pool count here)
+  bench_clock::time_point enqueued{};  ///< when it was handed to the design (its first attempt's queue wait starts)
 };
 
 /// One attempt, as the client saw it.
@@ -76,6 +77,7 @@ struct attempt_event {
   int status = 0;             ///< HTTP status, 0 for a transport error (refused, reset, timeout)
   bench_clock::time_point start{};
   bench_clock::time_point end{};
+  bench_clock::time_point enqueued{};  ///< the request's, so a first attempt's queue wait is start - enqueued
 };
 
 /// How a request ended on the driver's side.

@@ -72,7 +72,15 @@ fleet_metrics compute_metrics(const fleet_result& r, const conservation& c) {
   std::vector<double> overhead;
   overhead.reserve(r.attempts.size());
   std::optional<bench_clock::time_point> back;
+  std::vector<double> waits;
+  std::vector<std::uint64_t> answered(r.config.scenario.servers, 0);
   for (const attempt_event& e : r.attempts) {
+    if (e.attempt == 1) {
+      waits.push_back(to_ms(e.start - e.enqueued));
+    }
+    if (e.status == 200 && e.server < answered.size()) {
+      ++answered[e.server];
+    }
     busy += e.end - e.start;
     ++m.attempts;
     if (r.fault_time && r.heal_time && e.server == r.config.fault_server && e.start >= *r.fault_time &&
@@ -96,6 +104,15 @@ fleet_metrics compute_metrics(const fleet_result& r, const conservation& c) {
   m.utilisation = capacity_ms > 0 ? to_ms(busy) / capacity_ms : 0.0;
   m.overhead_p50_us = quantile(overhead, 0.50);
   m.overhead_p99_us = quantile(std::move(overhead), 0.99);
+  m.wait_p50_ms = quantile(waits, 0.50);
+  m.wait_p99_ms = quantile(std::move(waits), 0.99);
+  std::uint64_t answers = 0;
+  for (std::uint64_t a : answered) {
+    answers += a;
+  }
+  for (std::uint64_t a : answered) {
+    m.share.push_back(answers == 0 ? 0.0 : static_cast<double>(a) / static_cast<double>(answers));
+  }
   m.retries = m.attempts - std::min<std::uint64_t>(m.attempts, c.succeeded + c.failed);
   if (back) {
     m.back_after_ms = to_ms(*back - *r.heal_time);
@@ -129,16 +146,19 @@ void print_table(const fleet_outcome& o, std::ostream& out) {
   }
   out << "  each design ran " << runs << "x, interleaved; the run with the median throughput is shown\n\n";
   std::string header = pad("design", 16, false) + pad("makespan ms", 12) + pad("req/s", 8) + pad("util %", 8) +
-                       pad("rtt-svc p50 us", 15) + pad("p99 us", 8) + pad("attempts", 9) + pad("retries", 8) +
-                       pad("failed", 7) + pad("dup", 5) + pad("lost", 5) + pad("503s", 5);
+                       pad("wait p50 ms", 12) + pad("p99 ms", 8) + pad("rtt-svc p50 us", 15) + pad("p99 us", 8) +
+                       pad("attempts", 9) + pad("retries", 8) + pad("failed", 7) + pad("dup", 5) + pad("lost", 5) +
+                       pad("503s", 5);
   if (c.fault != fault_kind::none) {
     header += pad("on srv" + std::to_string(c.fault_server) + " in fault", 17) + pad("back after ms", 14);
   }
-  out << header << "\n" << std::string(header.size(), '-') << "\n";
+  header += "   share per server %";
+  out << header << "\n" << std::string(header.size() + 4 * c.scenario.servers, '-') << "\n";
   for (const fleet_design_runs& d : o.designs) {
     const fleet_metrics& m = d.metrics[d.median];
     std::string line = pad(d.design, 16, false) + pad(fixed(m.makespan_ms, 1), 12) + pad(fixed(m.throughput, 0), 8) +
-                       pad(fixed(100 * m.utilisation, 1), 8) + pad(fixed(m.overhead_p50_us, 0), 15) +
+                       pad(fixed(100 * m.utilisation, 1), 8) + pad(fixed(m.wait_p50_ms, 2), 12) +
+                       pad(fixed(m.wait_p99_ms, 2), 8) + pad(fixed(m.overhead_p50_us, 0), 15) +
                        pad(fixed(m.overhead_p99_us, 0), 8) + pad(std::to_string(m.attempts), 9) +
                        pad(std::to_string(m.retries), 8) + pad(std::to_string(m.check.failed), 7) +
                        pad(std::to_string(m.check.duplicates), 5) + pad(std::to_string(m.check.lost), 5) +
@@ -146,6 +166,11 @@ void print_table(const fleet_outcome& o, std::ostream& out) {
     if (c.fault != fault_kind::none) {
       line += pad(std::to_string(m.fault_attempts), 17) +
               pad(m.back_after_ms ? fixed(*m.back_after_ms, 1) : std::string("never"), 14);
+    }
+    line += "  ";
+    for (double share : m.share) {
+      line += ' ';
+      line += pad(fixed(100 * share, 1), 5);
     }
     if (!d.runs[d.median].error.empty()) {
       line += "   ERROR: " + d.runs[d.median].error;
@@ -160,6 +185,7 @@ void print_table(const fleet_outcome& o, std::ostream& out) {
     }
     out << "\n";
   }
+  out << "wait = enqueue to the first attempt's start; share = each server's part of the successful answers;\n";
   out << "req/s counts successes; util = slot time inside attempts (round trips) / (S*K x makespan);\n"
          "rtt-svc = a successful attempt's round trip minus its drawn service time (loopback HTTP, server\n"
          "sleep overshoot, scheduling); lost and dup come from comparing the driver's records with the\n"

@@ -18,6 +18,9 @@ struct fleet_metrics {
   double utilisation = 0;      ///< slot time spent in attempts / (S*K x makespan), 0..1
   double overhead_p50_us = 0;  ///< successful attempts: round trip minus drawn service time
   double overhead_p99_us = 0;
+  double wait_p50_ms = 0;  ///< queue wait: enqueue to the first attempt's start
+  double wait_p99_ms = 0;
+  std::vector<double> share;            ///< fraction of the successes each server answered
   std::uint64_t attempts = 0;           ///< every attempt
   std::uint64_t retries = 0;            ///< attempts beyond each request's first
   std::uint64_t fault_attempts = 0;     ///< attempts on the fault server between fault and heal
