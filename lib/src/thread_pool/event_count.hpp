@@ -11,10 +11,11 @@
 // In the single total order of seq_cst operations and fences, one of the two fences comes first,
 // so either the waiter's re-check sees the condition or the notifier sees the waiter: both
 // missing each other (a lost wake-up) is impossible. A waiter that has read the epoch (key) and
-// is then notified sees the epoch changed: std::atomic::wait compares atomically with going to
-// sleep (futex), so a notify between the re-check and the sleep is not lost either.
+// is then notified sees the epoch changed: futex_wait() compares atomically with going to
+// sleep, so a notify between the re-check and the sleep is not lost either.
 //
-// Blocking uses std::atomic<uint32_t>::wait/notify (a futex on Linux): no mutex on either path.
+// Blocking uses futex_wait()/futex_wake_*() (atomics.hpp: the futex system calls on Linux,
+// std::atomic::wait/notify elsewhere): no mutex on either path, and no spin beyond the pool's.
 //
 // Wake-up storms: a woken waiter needs microseconds to run and leave the waiter count, and every
 // notifier in that window would otherwise make another futex call. m_signaled dedupes them: the
@@ -79,7 +80,7 @@ class event_count {
   void commit_wait(key k) noexcept {
     // acquire, pairs with: notify_*()'s release increment of m_epoch.
     while (m_epoch.load(std::memory_order_acquire) == k) {
-      m_epoch.wait(k, std::memory_order_acquire);
+      futex_wait(m_epoch, k);  // the loop's acquire load orders what follows
     }
     m_waiters.fetch_sub(1, std::memory_order_relaxed);   // relaxed: as in cancel_wait()
     m_signaled.store(false, std::memory_order_seq_cst);  // seq_cst: as in prepare_wait()
@@ -99,7 +100,7 @@ class event_count {
     if (!m_signaled.exchange(true, std::memory_order_acq_rel)) {
       // release, pairs with: the acquire loads of m_epoch in prepare_wait()/commit_wait().
       m_epoch.fetch_add(1, std::memory_order_release);
-      m_epoch.notify_one();
+      futex_wake_one(m_epoch);
     }
   }
 
@@ -107,14 +108,14 @@ class event_count {
   void notify_all() noexcept {
     if (!m_signaled.exchange(true, std::memory_order_acq_rel)) {  // acq_rel: as in notify_one()
       m_epoch.fetch_add(1, std::memory_order_release);            // release: as in notify_one()
-      m_epoch.notify_all();
+      futex_wake_all(m_epoch);
     }
   }
 
   // Wakes every waiter, without dedup: for state changes every waiter must see (exit, close).
   void wake_all() noexcept {
     m_epoch.fetch_add(1, std::memory_order_release);  // release: as in notify_one()
-    m_epoch.notify_all();
+    futex_wake_all(m_epoch);
   }
 
  private:
