@@ -426,8 +426,9 @@ void pool_impl::notify_work(bool outside) noexcept {
   //     wakes one. Outside producers pay it (one locked instruction beside the CAS that claimed
   //     the cell): their task would otherwise wait, with workers asleep, until a running task
   //     ends. A worker's push keeps the light fence (fork-join's hot path): if the leaver's scan
-  //     misses it, the task sits in the pusher's own deque, and the pusher, which is running,
-  //     pops it when its current task ends or waits; a parker's heavy fence still sees it.
+  //     misses it, the task waits in the pusher's own deque until a worker next looks there: the
+  //     pusher itself when its current task ends or waits in a group, any worker that finishes a
+  //     task and searches, or a parker, whose heavy-fenced re-check sees it. Delayed, not lost.
   if (outside) {
     fence_seq_cst();
   } else {
