@@ -52,9 +52,20 @@ class event_count {
   // Waiter, phase 1: announce. The caller re-checks its conditions after this returns (the
   // fence is included here) and then calls exactly one of cancel_wait() / commit_wait().
   [[nodiscard]] key prepare_wait() noexcept {
+    std::uint32_t waiting = 0;
+    return prepare_wait(waiting);
+  }
+
+  // As prepare_wait(), and sets `waiting` to the number of threads between prepare_wait() and
+  // the end of cancel_wait()/commit_wait() right after our announcement, us included. If that is
+  // every thread that ever waits here, each of them leaves with an acquire RMW on m_waiters that
+  // reads from our increment's release sequence (m_waiters only changes by RMWs), so everything
+  // we did before this call happens-before whatever any of them does after leaving.
+  [[nodiscard]] key prepare_wait(std::uint32_t& waiting) noexcept {
     // seq_cst: the waiter's half of the Dekker pattern (see the file comment).
-    // pairs with: the notifier's fence_seq_cst() before has_waiters().
-    m_waiters.fetch_add(1, std::memory_order_seq_cst);
+    // pairs with: the notifier's fence_seq_cst() before has_waiters(); and (release) with the
+    // other waiters' acquire decrements in cancel_wait()/commit_wait().
+    waiting = m_waiters.fetch_add(1, std::memory_order_seq_cst) + 1;
     // The key is read BEFORE the flag is cleared. A notifier whose exchange of m_signaled comes
     // after our clear bumps the epoch after this load, so commit_wait() returns at once; with the
     // opposite order, such a notifier's bump could land before our load, we would sleep on the
@@ -71,8 +82,10 @@ class event_count {
 
   // Waiter, phase 2a: a condition held after all; do not sleep.
   void cancel_wait() noexcept {
-    // relaxed: a stale, too-high count only costs a notifier a spurious epoch bump.
-    m_waiters.fetch_sub(1, std::memory_order_relaxed);
+    // acquire, pairs with: later waiters' seq_cst (release) increments in prepare_wait(waiting),
+    // for the "everyone is waiting" count (see there). For the notifiers, a stale, too-high
+    // count would only cost a spurious epoch bump.
+    m_waiters.fetch_sub(1, std::memory_order_acquire);
     m_signaled.store(false, std::memory_order_seq_cst);  // seq_cst: as in prepare_wait()
   }
 
@@ -82,7 +95,7 @@ class event_count {
     while (m_epoch.load(std::memory_order_acquire) == k) {
       futex_wait(m_epoch, k);  // the loop's acquire load orders what follows
     }
-    m_waiters.fetch_sub(1, std::memory_order_relaxed);   // relaxed: as in cancel_wait()
+    m_waiters.fetch_sub(1, std::memory_order_acquire);   // acquire: as in cancel_wait()
     m_signaled.store(false, std::memory_order_seq_cst);  // seq_cst: as in prepare_wait()
     // The caller re-scans for work next: order that scan after any notifier whose wake-up was
     // deduped against us. pairs with: the notifier's fence_seq_cst().

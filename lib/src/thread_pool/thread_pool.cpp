@@ -32,6 +32,10 @@ thread_local worker* t_worker = nullptr;
 constexpr int k_spin_rounds = 64;
 constexpr int k_min_spin_rounds = 2;
 constexpr int k_pauses_per_round = 32;
+// A spin phase counts as having paid off only if it found work this soon: a spinner that was
+// preempted (a loaded machine) and found work when it ran again says nothing about spinning, and
+// growing its limit then would keep it searching, which defers other workers' wake-ups, longer.
+constexpr std::chrono::microseconds k_spin_payoff{100};
 // help_while_pending(): the rounds after which a helper waiting for its group yields.
 constexpr int k_yield_after = 48;
 
@@ -640,6 +644,7 @@ bool pool_impl::idle_loop(worker& self) noexcept {
   for (;;) {
     const int limit = self.spin_limit;
     const int yield_from = m_oversubscribed ? 0 : limit - limit / 4;
+    const auto spin_start = std::chrono::steady_clock::now();
     for (int round = 0; round < limit; ++round) {
       // relaxed: re-checked with ordering before parking; here it only ends spinning early.
       if (m_exit.load(std::memory_order_relaxed)) {
@@ -650,11 +655,12 @@ bool pool_impl::idle_loop(worker& self) noexcept {
       bool contended = false;
       const found kind = find_work(self, node, injected, contended);
       if (kind != found::nothing) {
-        if (round > 0) {
+        const auto found_at = std::chrono::steady_clock::now();
+        if (round > 0 && found_at - spin_start < k_spin_payoff) {
           self.spin_limit = std::min(k_spin_rounds, 2 * limit);  // spinning paid off
         }
         leave_searching_found_work();
-        self.busy_since = std::chrono::steady_clock::now();
+        self.busy_since = found_at;
         run_found(self, kind, node, injected);
         return true;
       }
@@ -669,11 +675,29 @@ bool pool_impl::idle_loop(worker& self) noexcept {
         std::this_thread::yield();
       }
     }
-    // Park. prepare_wait() announces us (seq_cst RMW + fence); we stop searching; then every
-    // source is re-checked. pairs with: notify_work() (fence, then m_searching/has_waiters()).
-    const event_count::key key = m_sleepers.prepare_wait();
+    // Park. We stop searching; prepare_wait() announces us (seq_cst RMW + fence); the heavy fence;
+    // then every source is re-checked. pairs with: notify_work() (fence, then m_searching and
+    // has_waiters()): either the re-check sees the task or the pusher sees the decremented
+    // m_searching and our announcement.
+    //
+    // The heavy fence (a membarrier: a few microseconds, plus an IPI to every CPU running one of
+    // our threads) is only for pushes by other workers, whose fence is the light one. If our
+    // announcement made every worker a waiter, no other worker is running a task: each must
+    // first leave the event count with an acquire RMW that reads from our increment's release
+    // sequence (event_count::prepare_wait(waiting)), so our decrement of m_searching, sequenced
+    // before the increment, happens-before all its later pushes and their m_searching loads see
+    // it. Outside producers' fence is full, and prepare_wait()'s fence_seq_cst() pairs with it.
+    // So the last worker to park, the common case of an idle pool, skips the membarrier. (The
+    // decrement comes before the announcement for this reason; in the other order the pusher's
+    // light fence would not be ordered after it. Either order is a Dekker pair with a full or
+    // heavy fence on our side: the pusher that reads m_searching == 0 then reads has_waiters()
+    // after its fence, and one that reads our stale count is matched by our re-check.)
     m_searching.fetch_sub(1, std::memory_order_seq_cst);
-    asymmetric_fence_heavy();  // pairs with: asymmetric_fence_light() in notify_work()
+    std::uint32_t waiting = 0;
+    const event_count::key key = m_sleepers.prepare_wait(waiting);
+    if (waiting < m_workers.size()) {
+      asymmetric_fence_heavy();  // pairs with: asymmetric_fence_light() in notify_work()
+    }
     if (m_exit.load(k_fenced) || work_visible()) {
       m_sleepers.cancel_wait();
       m_searching.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: see notify_work()
