@@ -429,8 +429,10 @@ inline thread_local const void* t_current_server_pool = nullptr;
 /// All members are thread-safe and may be called concurrently from any thread, including from
 /// handlers, except where a member says otherwise (`join()` and the destructor). The handler is
 /// called concurrently from all slots, so it must be safe to call concurrently. Nothing
-/// busy-waits: an idle slot sleeps on its own condition variable, and the pool wakes exactly one
-/// slot per request it queues, one that may take it.
+/// busy-waits: an idle slot sleeps on its own condition variable. The pool keeps at most one
+/// wake-up in flight for new requests: the woken slot, once it has taken a request, wakes the next
+/// sleeper while more requests wait, so a burst reaches every slot one hand-off at a time and a
+/// stream the busy slots keep up with wakes no one (a retry wakes a slot that may take it).
 ///
 /// **Memory ordering.** All of the pool's state is guarded by one mutex, which gives these
 /// happens-before edges: everything a thread did before a `submit` that returned `true`
@@ -1081,6 +1083,10 @@ class server_pool {
     for (;;) {
       const detail::slot_gate gate = m_fleet.gate(me, now);
       if (gate == detail::slot_gate::exit) {
+        detail::fleet_slot* next = wake_for_rest();  // a draining slot may have been woken for an entry
+        lock.unlock();
+        detail::fleet::notify(next);
+        lock.lock();
         break;
       }
       std::optional<entry> job = gate != detail::slot_gate::wait ? take(me) : std::optional<entry>{};
@@ -1100,10 +1106,9 @@ class server_pool {
       const bool expired = job->deadline <= now;
       const bool probe = gate == detail::slot_gate::probe && !expired;
       m_fleet.took(me, probe);
-      // With only first attempts queued, every push woke a slot for its entry, and any slot may take
-      // any of them, so nothing is left without a taker. A retry may be skipped by the slots that
-      // were woken (it avoids their server): then the taker wakes one more, for what is left.
-      detail::fleet_slot* next = m_retries.empty() ? nullptr : wake_for_rest();
+      // The hand-off chain: a push wakes a slot only when no wake-up is in flight, so the taker wakes
+      // the next sleeper while more is queued than wake-ups in flight (for a retry, one that may take it).
+      detail::fleet_slot* next = wake_for_rest();
       lock.unlock();
       detail::fleet::notify(next);
       m_fleet.record_take(me, !expired, now, now - job->enqueued);

@@ -366,7 +366,10 @@ fleet_slot* fleet::pushed(clock::time_point now) noexcept {
   m_high_water = std::max(m_high_water, m_queued);
   budget_rotate(now);
   ++m_budget_requests[m_budget_head];
-  return wake_for(k_no_server);
+  // One wake-up in flight at a time: a woken slot takes this entry if it is still there, and each
+  // taker wakes the next sleeper while entries remain (serve()), so a burst still reaches every
+  // slot, one hand-off at a time, while a stream that slots keep up with wakes no one needlessly.
+  return m_wakes_pending == 0 ? wake_for(k_no_server) : nullptr;
 }
 
 fleet_slot* fleet::requeued(std::size_t avoid) noexcept {
