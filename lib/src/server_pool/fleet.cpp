@@ -148,7 +148,8 @@ std::int64_t decode_idle(std::int64_t mark, std::int64_t now) noexcept {
 }  // namespace
 
 fleet::fleet(const server_pool_options& options)
-    : m_capacity(options.queue_capacity),
+    // Validated before any member converts a duration: a huge one would overflow (UBSan).
+    : m_capacity((validate(options), options.queue_capacity)),
       m_max_attempts(options.max_attempts),
       m_eject_after(options.eject_after),
       m_eject_for(options.eject_for),
@@ -157,7 +158,6 @@ fleet::fleet(const server_pool_options& options)
       m_budget_floor_per_second(options.retry_budget_min_per_second),
       m_budget_bucket(std::chrono::nanoseconds(options.retry_budget_window) / static_cast<int>(k_budget_buckets)),
       m_epoch(clock::now()) {
-  validate(options);
   if (m_budget_bucket.count() <= 0) {
     m_budget_bucket = std::chrono::nanoseconds{1};
   }
