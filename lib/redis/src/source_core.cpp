@@ -10,6 +10,9 @@
 
 #include <flowpool/redis/stream_source.hpp>
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -178,6 +181,16 @@ struct dead_letter {
 };
 
 enum class stop_mode : unsigned char { none, graceful, immediate };
+
+// hiredis writes with write(2): a write to a connection whose server died raises SIGPIPE, which
+// would kill the process. The source's own threads block it, so the write fails with EPIPE and the
+// connection is retried; the signal stays pending on that thread only, where it is never delivered.
+void block_sigpipe_on_this_thread() noexcept {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
 
 }  // namespace
 
@@ -807,9 +820,15 @@ void source_core::start() {
   impl& s = *m_impl;
   s.slots_cache = std::max<std::size_t>(1, s.sink.slots());
   s.capacity_cache = s.sink.capacity();
-  s.acker = std::thread([&s] { s.acker_main(); });
+  s.acker = std::thread([&s] {
+    block_sigpipe_on_this_thread();
+    s.acker_main();
+  });
   try {
-    s.reader = std::thread([&s] { s.reader_main(); });
+    s.reader = std::thread([&s] {
+      block_sigpipe_on_this_thread();
+      s.reader_main();
+    });
   } catch (...) {
     {
       std::lock_guard<std::mutex> lock(s.mutex);

@@ -267,6 +267,9 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // The slots' own connections (HINCRBY) write with write(2): a dead server must fail the write
+  // (EPIPE, then a reconnect), not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
 
   const flowpool::redis::endpoint where = *flowpool::redis::endpoint::parse(a.redis);
   const std::string done_key = a.stream + ":done";

@@ -218,7 +218,9 @@ class source_core {
 /// `attempts_exhausted` or `permanent_error`.
 ///
 /// **Threads.** The source runs a reader thread and an acknowledger thread, each with its own
-/// connection, beside the pool's slot threads. Handlers run on the slots, as in server_pool. All
+/// connection, beside the pool's slot threads; both block `SIGPIPE`, so a write to a dead server
+/// fails instead of killing the process (a handler's own connections are the handler's business:
+/// ignore `SIGPIPE` in the program, or block it in `SlotState`). Handlers run on the slots. All
 /// members are thread-safe except `join()` and the destructor, which must not be called from a
 /// handler.
 ///
@@ -252,18 +254,19 @@ class stream_source {
   /// Any thread; blocks while connecting and starting threads; allocates.
   /// @param options the source's configuration; see stream_source_options.
   /// @param pool_options the pool's configuration (servers, slots, queue capacity, retries...).
-  /// @param parse called on the reader thread once per entry read; whatever it throws makes the
-  ///        entry malformed. For `Body = stream_entry` it may be empty (the entry itself is the body).
+  /// @param parse called on the reader thread once per entry read, as `Body(const stream_entry&)`
+  ///        (any callable: a function, a lambda, move-only ones included); whatever it throws makes
+  ///        the entry malformed. For `Body = stream_entry` it may be `nullptr` (the entry is the body).
   /// @param handler called per attempt on a slot, as `handler(context_type&, message_type&)` or
   ///        `handler(slot_id, message_type&)`; returning means success, throwing a failed attempt.
   /// @throws std::invalid_argument for bad options (naming the field) or an empty parser.
   /// @throws connection_error if Redis cannot be reached.
   /// @throws stream_error if the stream or group is missing or cannot be created (see stream_error).
   /// @throws whatever the server_pool constructor throws.
-  template <class Handler>
-  requires(std::is_void_v<SlotState>)
-  stream_source(stream_source_options options, server_pool_options pool_options, parser_type parse, Handler handler)
-      : m_parse(checked_parser(std::move(parse))),
+  template <class Parser, class Handler>
+  requires(std::is_void_v<SlotState> && std::is_constructible_v<parser_type, Parser>)
+  stream_source(stream_source_options options, server_pool_options pool_options, Parser parse, Handler handler)
+      : m_parse(checked_parser(parser_type(std::move(parse)))),
         m_core(std::move(options), m_sink),
         m_pool(std::move(pool_options), wrap(std::move(handler)), callbacks()) {
     m_core.start();
@@ -276,11 +279,11 @@ class stream_source {
   /// @param make_state the per-slot state factory, as in server_pool.
   /// @param handler the handler, as above; `context_type::state()` gives the slot's state.
   /// @throws as above, and what a `make_state` call threw.
-  template <class Factory, class Handler>
-  requires(!std::is_void_v<SlotState>)
-  stream_source(stream_source_options options, server_pool_options pool_options, parser_type parse,
-                Factory make_state, Handler handler)
-      : m_parse(checked_parser(std::move(parse))),
+  template <class Parser, class Factory, class Handler>
+  requires(!std::is_void_v<SlotState> && std::is_constructible_v<parser_type, Parser>)
+  stream_source(stream_source_options options, server_pool_options pool_options, Parser parse, Factory make_state,
+                Handler handler)
+      : m_parse(checked_parser(parser_type(std::move(parse)))),
         m_core(std::move(options), m_sink),
         m_pool(std::move(pool_options), std::move(make_state), wrap(std::move(handler)), callbacks()) {
     m_core.start();
