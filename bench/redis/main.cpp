@@ -136,9 +136,11 @@ int main(int argc, char** argv) {
     }
   }
   std::signal(SIGPIPE, SIG_IGN);
-  std::printf("flowpool-redis-worker scaling: %d slots per process (5 servers x 2), %.0f ms per entry, one redis-server\n",
-              k_slots_per_process, k_service_ms);
-  std::printf("| processes | entries | entries/s | ideal/s | ratio to ideal | source round trips/entry | duplicates |\n");
+  std::printf(
+      "flowpool-redis-worker scaling: %d slots per process (5 servers x 2), %.0f ms per entry, one redis-server\n",
+      k_slots_per_process, k_service_ms);
+  std::printf(
+      "| processes | entries | entries/s | ideal/s | ratio to ideal | source round trips/entry | duplicates |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const int p : counts) {
     const result r = run(p, per_process);

@@ -35,9 +35,22 @@ void fill(redis_client& c, const std::string& stream, int from, int to, int ms) 
 std::unique_ptr<child_process> start_worker(const redis_server& server, const std::string& consumer,
                                             const std::string& stats_file, long long claim_idle_ms = 30000,
                                             bool quiet = true) {
-  std::vector<std::string> argv{FLOWPOOL_REDIS_WORKER, "--redis", server.endpoint(), "--stream", "jobs", "--group",
-                                "workers", "--consumer", consumer, "--servers", "5", "--slots", "2",
-                                "--claim-idle-ms", std::to_string(claim_idle_ms), "--stats"};
+  std::vector<std::string> argv{FLOWPOOL_REDIS_WORKER,
+                                "--redis",
+                                server.endpoint(),
+                                "--stream",
+                                "jobs",
+                                "--group",
+                                "workers",
+                                "--consumer",
+                                consumer,
+                                "--servers",
+                                "5",
+                                "--slots",
+                                "2",
+                                "--claim-idle-ms",
+                                std::to_string(claim_idle_ms),
+                                "--stats"};
   if (quiet) {
     argv.emplace_back("--quiet");
   }
@@ -116,7 +129,8 @@ TEST_SUITE("flowpool-redis-worker") {
     REQUIRE(workers[1]->wait_exit(10s).has_value());
     // What the dead worker had read and not acknowledged: the most it can be handled twice.
     flowpool_test::reply consumers = c.command({"XPENDING", "jobs", "workers", "-", "+", "100000", "w2"});
-    const long long killed_pending = consumers->type == REDIS_REPLY_ARRAY ? static_cast<long long>(consumers->elements) : -1;
+    const long long killed_pending =
+        consumers->type == REDIS_REPLY_ARRAY ? static_cast<long long>(consumers->elements) : -1;
     REQUIRE(poll_until([&] { return c.integer({"HLEN", "jobs:done"}) == 30000; }, 120s));
     REQUIRE(poll_until([&] { return c.pending("jobs", "workers") == 0; }, 30s));
     workers[0]->signal(SIGTERM);
@@ -135,7 +149,7 @@ TEST_SUITE("flowpool-redis-worker") {
     MESSAGE("w1: " << read_file(stats[0]));
     MESSAGE("w3: " << read_file(stats[2]));
     CHECK(duplicates >= 0);
-    CHECK(duplicates <= killed_pending);  // only the killed worker's unacknowledged entries run twice
+    CHECK(duplicates <= killed_pending);              // only the killed worker's unacknowledged entries run twice
     CHECK(killed_pending <= 5 * 2 + 2 * 5 * 2 + 64);  // slots + queue (2x slots) + one ack batch
     for (const std::string& s : stats) {
       std::remove(s.c_str());

@@ -3,8 +3,8 @@
 // (PR_SET_PDEATHSIG), and a small synchronous hiredis client. Every wait is bounded.
 #pragma once
 
-#include <hiredis/hiredis.h>
 #include <fcntl.h>
+#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
@@ -210,9 +210,19 @@ class redis_server {
   }
   // Starts it again on the same socket and folder (the AOF is reloaded when persistent).
   void start() {
-    std::vector<std::string> argv{FLOWPOOL_REDIS_SERVER, "--port", "0", "--unixsocket", m_socket,
-                                  "--unixsocketperm", "700", "--dir", m_dir, "--save", "",
-                                  "--logfile", (std::filesystem::path(m_dir) / "redis.log").string()};
+    std::vector<std::string> argv{FLOWPOOL_REDIS_SERVER,
+                                  "--port",
+                                  "0",
+                                  "--unixsocket",
+                                  m_socket,
+                                  "--unixsocketperm",
+                                  "700",
+                                  "--dir",
+                                  m_dir,
+                                  "--save",
+                                  "",
+                                  "--logfile",
+                                  (std::filesystem::path(m_dir) / "redis.log").string()};
     if (m_persistent) {
       argv.insert(argv.end(), {"--appendonly", "yes", "--appendfsync", "always"});
     } else {

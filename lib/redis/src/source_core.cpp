@@ -50,7 +50,9 @@ void check_reply(const redisReply* r, const std::string& what) {
   throw io_failure(what + ": " + text);
 }
 
-std::string str(const redisReply* r) { return std::string(r->str, r->len); }
+std::string str(const redisReply* r) {
+  return std::string(r->str, r->len);
+}
 
 // One entry of an XREADGROUP/XAUTOCLAIM reply; `deleted` when Redis no longer has its fields.
 struct raw_entry {
@@ -139,10 +141,14 @@ void validate(const stream_source_options& o) {
     bad("block", "must be positive, is " + std::to_string(o.block.count()) + " ms");
   }
   const std::pair<const char*, std::chrono::milliseconds> durations[] = {
-      {"claim_idle", o.claim_idle},         {"claim_interval", o.claim_interval},
-      {"ack_delay", o.ack_delay},           {"connect_timeout", o.connect_timeout},
-      {"command_timeout", o.command_timeout}, {"backoff_min", o.backoff_min},
-      {"backoff_max", o.backoff_max},       {"shutdown_flush_timeout", o.shutdown_flush_timeout}};
+      {"claim_idle", o.claim_idle},
+      {"claim_interval", o.claim_interval},
+      {"ack_delay", o.ack_delay},
+      {"connect_timeout", o.connect_timeout},
+      {"command_timeout", o.command_timeout},
+      {"backoff_min", o.backoff_min},
+      {"backoff_max", o.backoff_max},
+      {"shutdown_flush_timeout", o.shutdown_flush_timeout}};
   for (const auto& [name, value] : durations) {
     if (value.count() < 0) {
       bad(name, "must not be negative, is " + std::to_string(value.count()) + " ms");
@@ -202,8 +208,9 @@ struct source_core::impl {
         sink(s),
         reader_conn(where, options.connect_timeout, options.block + options.command_timeout),
         acker_conn(where, options.connect_timeout, options.command_timeout),
-        claim_interval(options.claim_interval.count() > 0 ? options.claim_interval
-                                                          : std::max(options.claim_idle / 2, std::chrono::milliseconds(1))) {}
+        claim_interval(options.claim_interval.count() > 0
+                           ? options.claim_interval
+                           : std::max(options.claim_idle / 2, std::chrono::milliseconds(1))) {}
 
   // ---- immutable after construction ----
   const stream_source_options options;
@@ -220,11 +227,11 @@ struct source_core::impl {
   std::condition_variable acker_cv;   // acker waits for work / stop
   stop_mode stop = stop_mode::none;
   bool acker_stop = false;
-  bool reader_done = false;  // the reader finished and the pool was joined
-  std::size_t in_pool = 0;         // entries submitted to the pool whose request has not finished
-  std::size_t overflow_count = 0;  // entries read that the pool refused for now (reader's overflow)
-  std::size_t slots_cache = 1;     // sink.slots(), refreshed by the reader (completed() must not call the pool)
-  std::size_t capacity_cache = 1;  // sink.capacity()
+  bool reader_done = false;              // the reader finished and the pool was joined
+  std::size_t in_pool = 0;               // entries submitted to the pool whose request has not finished
+  std::size_t overflow_count = 0;        // entries read that the pool refused for now (reader's overflow)
+  std::size_t slots_cache = 1;           // sink.slots(), refreshed by the reader (completed() must not call the pool)
+  std::size_t capacity_cache = 1;        // sink.capacity()
   std::unordered_set<std::string> held;  // ids read and not yet acked or left pending
   std::vector<std::string> acks;         // to XACK
   clock::time_point oldest_ack{};        // when acks became non-empty
@@ -277,8 +284,8 @@ struct source_core::impl {
             {"XGROUP", "CREATE", options.stream, options.group, options.group_start_id, "MKSTREAM"});
         const std::string err = error_text(r.get());
         if (!err.empty() && !err.starts_with("BUSYGROUP")) {
-          throw stream_error("flowpool::redis::stream_source: cannot create group '" + options.group +
-                             "' on stream '" + options.stream + "': " + err);
+          throw stream_error("flowpool::redis::stream_source: cannot create group '" + options.group + "' on stream '" +
+                             options.stream + "': " + err);
         }
       }
       const std::string type = string_of(reader_conn.command({"TYPE", options.stream}).get());
@@ -420,9 +427,9 @@ struct source_core::impl {
 
   // XREADGROUP ... > : new entries.
   void read_new(std::size_t count) {
-    reply_ptr r = reader_conn.command({"XREADGROUP", "GROUP", options.group, options.consumer, "COUNT",
-                                       std::to_string(count), "BLOCK", std::to_string(options.block.count()),
-                                       "STREAMS", options.stream, ">"});
+    reply_ptr r =
+        reader_conn.command({"XREADGROUP", "GROUP", options.group, options.consumer, "COUNT", std::to_string(count),
+                             "BLOCK", std::to_string(options.block.count()), "STREAMS", options.stream, ">"});
     count_round_trip();
     check_reply(r.get(), "XREADGROUP");
     std::vector<raw_entry> entries;
@@ -462,9 +469,9 @@ struct source_core::impl {
 
   // XAUTOCLAIM: entries idle longer than claim_idle at any consumer. True when the scan is complete.
   bool claim(std::size_t count, std::string& cursor) {
-    reply_ptr r = reader_conn.command({"XAUTOCLAIM", options.stream, options.group, options.consumer,
-                                       std::to_string(options.claim_idle.count()), cursor, "COUNT",
-                                       std::to_string(count)});
+    reply_ptr r =
+        reader_conn.command({"XAUTOCLAIM", options.stream, options.group, options.consumer,
+                             std::to_string(options.claim_idle.count()), cursor, "COUNT", std::to_string(count)});
     count_round_trip();
     check_reply(r.get(), "XAUTOCLAIM");
     std::vector<raw_entry> entries;
@@ -748,9 +755,19 @@ struct source_core::impl {
       std::vector<command_args> cmds;
       cmds.reserve(letters.size());
       for (const dead_letter& d : letters) {
-        command_args a{"XADD",   dead_stream, "*",         "entry",    d.entry.id,
-                       "reason", d.reason,    "error",     d.error,    "attempts",
-                       std::to_string(d.attempts), "consumer", options.consumer};
+        command_args a{"XADD",
+                       dead_stream,
+                       "*",
+                       "entry",
+                       d.entry.id,
+                       "reason",
+                       d.reason,
+                       "error",
+                       d.error,
+                       "attempts",
+                       std::to_string(d.attempts),
+                       "consumer",
+                       options.consumer};
         for (const auto& [f, v] : d.entry.fields) {
           a.push_back(f);
           a.push_back(v);
@@ -773,8 +790,8 @@ struct source_core::impl {
           ++st.left_pending;
           held.erase(letters[i].entry.id);
           note_held();
-          event("acknowledger: cannot write the dead letter of " + letters[i].entry.id + " to " + dead_stream +
-                ": " + err + " (left pending)");
+          event("acknowledger: cannot write the dead letter of " + letters[i].entry.id + " to " + dead_stream + ": " +
+                err + " (left pending)");
         }
       }
       letters.clear();
@@ -923,6 +940,8 @@ stream_source_stats source_core::stats() const {
   return m_impl->st;
 }
 
-const stream_source_options& source_core::options() const noexcept { return m_impl->options; }
+const stream_source_options& source_core::options() const noexcept {
+  return m_impl->options;
+}
 
 }  // namespace flowpool::redis::detail

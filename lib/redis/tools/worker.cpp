@@ -296,18 +296,19 @@ int main(int argc, char** argv) {
   pool_options.max_attempts = a.max_attempts;
   pool_options.retry_budget_ratio = std::numeric_limits<double>::infinity();  // every entry gets its attempts
   try {
-    source.emplace(std::move(options), std::move(pool_options),
-                   [](const flowpool::redis::stream_entry& e) { return parse_entry(e); },
-                   [&where](flowpool::slot_id) { return slot_connection(where); },
-                   [&done_key](source_type::context_type& ctx, source_type::message_type& m) {
-                     if (m.body.ms > 0) {
-                       std::this_thread::sleep_for(std::chrono::milliseconds(m.body.ms));
-                     }
-                     if (m.body.fail) {
-                       throw std::runtime_error("entry " + m.body.id + " asked to fail (fail=always)");
-                     }
-                     ctx.state().hincrby(done_key, m.body.id);
-                   });
+    source.emplace(
+        std::move(options), std::move(pool_options),
+        [](const flowpool::redis::stream_entry& e) { return parse_entry(e); },
+        [&where](flowpool::slot_id) { return slot_connection(where); },
+        [&done_key](source_type::context_type& ctx, source_type::message_type& m) {
+          if (m.body.ms > 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(m.body.ms));
+          }
+          if (m.body.fail) {
+            throw std::runtime_error("entry " + m.body.id + " asked to fail (fail=always)");
+          }
+          ctx.state().hincrby(done_key, m.body.id);
+        });
   } catch (const std::exception& e) {
     std::cerr << "flowpool-redis-worker: " << e.what() << "\n";
     return 1;

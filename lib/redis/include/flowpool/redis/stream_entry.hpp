@@ -14,7 +14,7 @@ namespace flowpool::redis {
 
 /// @brief One entry of a Redis stream: its id and its field/value pairs, in stream order.
 struct stream_entry {
-  std::string id;                                            ///< The entry id, e.g. `1700000000000-0`.
+  std::string id;                                           ///< The entry id, e.g. `1700000000000-0`.
   std::vector<std::pair<std::string, std::string>> fields;  ///< Field/value pairs, as stored (names may repeat).
 
   /// @brief The value of the first field named `name`. Any thread; never throws.
@@ -32,9 +32,9 @@ struct stream_entry {
 
 /// @brief Where Redis listens: a unix socket or a TCP host and port.
 struct endpoint {
-  std::string unix_path;    ///< The socket path; empty for TCP.
-  std::string host;         ///< The TCP host (name or address); empty for a unix socket.
-  std::uint16_t port = 0;   ///< The TCP port; 0 for a unix socket.
+  std::string unix_path;   ///< The socket path; empty for TCP.
+  std::string host;        ///< The TCP host (name or address); empty for a unix socket.
+  std::uint16_t port = 0;  ///< The TCP port; 0 for a unix socket.
 
   /// @brief Parses `unix:/path/to/socket` or `host:port` (the last `:` splits; `[::1]:6379` for
   /// IPv6). Any thread; never throws.

@@ -82,22 +82,23 @@ struct stream_source_options {
 /// Conservation, once the source has stopped (`join()` returned): `read + claimed + recovered ==
 /// acked + left_pending + held`, where `held` is then 0 unless a flush gave up.
 struct stream_source_stats {
-  std::uint64_t read = 0;             ///< New entries read (`XREADGROUP ... >`).
-  std::uint64_t recovered = 0;        ///< Entries of this consumer's own pending list re-read after a (re)connect.
-  std::uint64_t claimed = 0;          ///< Entries claimed from other consumers (`XAUTOCLAIM`).
-  std::uint64_t submitted = 0;        ///< Entries handed to the pool as requests.
-  std::uint64_t succeeded = 0;        ///< Requests whose handler returned.
-  std::uint64_t dead_lettered = 0;    ///< Entries written to the dead-letter stream (malformed ones included).
-  std::uint64_t malformed = 0;        ///< Entries the parser rejected (never given to a handler).
-  std::uint64_t acked = 0;            ///< Entries acknowledged (`XACK` confirmed).
-  std::uint64_t left_pending = 0;     ///< Entries deliberately left unacknowledged (see stream_source).
-  std::uint64_t round_trips = 0;      ///< Round trips to Redis (a pipeline counts once), both connections.
-  std::uint64_t reconnects = 0;       ///< Connections re-established after a failure.
-  std::uint64_t redis_errors = 0;     ///< Failed commands or connections (each is retried with backoff).
-  std::size_t held = 0;               ///< Entries read and not yet acknowledged or left pending, now.
-  std::size_t held_high_water = 0;    ///< The largest `held` so far (finished entries awaiting their XACK included).
-  std::size_t in_pool = 0;            ///< Of `held`, those not finished yet: in the pool (queued or running) or refused by it for now.
-  std::size_t in_pool_high_water = 0; ///< The largest `in_pool` so far: at most the pool's `queue_capacity` + slots.
+  std::uint64_t read = 0;           ///< New entries read (`XREADGROUP ... >`).
+  std::uint64_t recovered = 0;      ///< Entries of this consumer's own pending list re-read after a (re)connect.
+  std::uint64_t claimed = 0;        ///< Entries claimed from other consumers (`XAUTOCLAIM`).
+  std::uint64_t submitted = 0;      ///< Entries handed to the pool as requests.
+  std::uint64_t succeeded = 0;      ///< Requests whose handler returned.
+  std::uint64_t dead_lettered = 0;  ///< Entries written to the dead-letter stream (malformed ones included).
+  std::uint64_t malformed = 0;      ///< Entries the parser rejected (never given to a handler).
+  std::uint64_t acked = 0;          ///< Entries acknowledged (`XACK` confirmed).
+  std::uint64_t left_pending = 0;   ///< Entries deliberately left unacknowledged (see stream_source).
+  std::uint64_t round_trips = 0;    ///< Round trips to Redis (a pipeline counts once), both connections.
+  std::uint64_t reconnects = 0;     ///< Connections re-established after a failure.
+  std::uint64_t redis_errors = 0;   ///< Failed commands or connections (each is retried with backoff).
+  std::size_t held = 0;             ///< Entries read and not yet acknowledged or left pending, now.
+  std::size_t held_high_water = 0;  ///< The largest `held` so far (finished entries awaiting their XACK included).
+  std::size_t in_pool =
+      0;  ///< Of `held`, those not finished yet: in the pool (queued or running) or refused by it for now.
+  std::size_t in_pool_high_water = 0;  ///< The largest `in_pool` so far: at most the pool's `queue_capacity` + slots.
 };
 
 /// @brief The source stopped because of an error it cannot retry (`stream_source::join()` throws
@@ -264,8 +265,8 @@ class stream_source {
   /// @throws stream_error if the stream or group is missing or cannot be created (see stream_error).
   /// @throws whatever the server_pool constructor throws.
   template <class Parser, class Handler>
-  requires(std::is_void_v<SlotState> && std::is_constructible_v<parser_type, Parser>)
-  stream_source(stream_source_options options, server_pool_options pool_options, Parser parse, Handler handler)
+  requires(std::is_void_v<SlotState>&& std::is_constructible_v<parser_type, Parser>)
+      stream_source(stream_source_options options, server_pool_options pool_options, Parser parse, Handler handler)
       : m_parse(checked_parser(parser_type(std::move(parse)))),
         m_core(std::move(options), m_sink),
         m_pool(std::move(pool_options), wrap(std::move(handler)), callbacks()) {
@@ -281,8 +282,8 @@ class stream_source {
   /// @throws as above, and what a `make_state` call threw.
   template <class Parser, class Factory, class Handler>
   requires(!std::is_void_v<SlotState> && std::is_constructible_v<parser_type, Parser>)
-  stream_source(stream_source_options options, server_pool_options pool_options, Parser parse, Factory make_state,
-                Handler handler)
+      stream_source(stream_source_options options, server_pool_options pool_options, Parser parse, Factory make_state,
+                    Handler handler)
       : m_parse(checked_parser(parser_type(std::move(parse)))),
         m_core(std::move(options), m_sink),
         m_pool(std::move(pool_options), std::move(make_state), wrap(std::move(handler)), callbacks()) {
@@ -412,8 +413,9 @@ class stream_source {
       if constexpr (std::is_invocable_v<Handler&, context_type&, message_type&>) {
         h(ctx, m);
       } else {
-        static_assert(std::is_invocable_v<Handler&, slot_id, message_type&>,
-                      "stream_source: the handler must take (context_type&, message_type&) or (slot_id, message_type&)");
+        static_assert(
+            std::is_invocable_v<Handler&, slot_id, message_type&>,
+            "stream_source: the handler must take (context_type&, message_type&) or (slot_id, message_type&)");
         h(ctx.slot(), m);
       }
       if (!m.entry.id.empty()) {
@@ -432,10 +434,10 @@ class stream_source {
     return cb;
   }
 
-  parser_type m_parse;     // used by the reader thread only
-  sink m_sink{*this};      // the core's view of the pool
+  parser_type m_parse;  // used by the reader thread only
+  sink m_sink{*this};   // the core's view of the pool
   detail::source_core m_core;
-  pool_type m_pool;        // declared last: destroyed first, after the core's threads were joined
+  pool_type m_pool;  // declared last: destroyed first, after the core's threads were joined
 };
 
 }  // namespace flowpool::redis
