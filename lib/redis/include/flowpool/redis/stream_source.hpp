@@ -71,16 +71,19 @@ struct stream_source_options {
   /// while Redis is unreachable. Entries not acknowledged by then stay pending (and are claimed
   /// later by another consumer): handled twice, never lost.
   std::chrono::milliseconds shutdown_flush_timeout{10000};
-  /// Optional: told, on the source's threads, about every failure it retries or gives up on (a
-  /// lost connection, an error reply, a dead letter that could not be written), as one line of
-  /// text. It must not throw and should be quick; e.g. print it. Empty = silent (count only).
+  /// Optional: told about every failure the source retries or gives up on (a lost connection, an
+  /// error reply, a dead letter that could not be written), as one line of text. Called on the
+  /// source's two threads, possibly at the same time; it must not throw and should be quick (e.g.
+  /// print it). Empty = silent (`stats()` still counts).
   std::function<void(const std::string&)> on_event = nullptr;
 };
 
 /// @brief Counters of a stream_source, returned by `stream_source::stats()`.
 ///
-/// Conservation, once the source has stopped (`join()` returned): `read + claimed + recovered ==
-/// acked + left_pending + held`, where `held` is then 0 unless a flush gave up.
+/// Conservation, once the source has stopped (`join()` returned): every entry it took (`read +
+/// recovered + claimed`) was acknowledged (`acked`), deliberately left pending (`left_pending`), or
+/// is still `held` (only if the last flush gave up). An entry taken twice (e.g. one it left pending
+/// and claimed again later) counts twice.
 struct stream_source_stats {
   std::uint64_t read = 0;           ///< New entries read (`XREADGROUP ... >`).
   std::uint64_t recovered = 0;      ///< Entries of this consumer's own pending list re-read after a (re)connect.
