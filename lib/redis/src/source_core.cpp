@@ -550,9 +550,12 @@ struct source_core::impl {
         dead.push_back(dead_letter{std::move(e), "malformed", std::move(error), 0});
         acker_cv.notify_one();
         break;
-      case offer_result::closed:
+      case offer_result::closed:  // the pool was shut down under the source: stop reading
         held.erase(e.id);
         ++st.left_pending;
+        if (stop == stop_mode::none) {
+          stop = stop_mode::immediate;
+        }
         break;
       case offer_result::accepted:
         break;
@@ -907,12 +910,21 @@ void source_core::shutdown() noexcept {
 
 std::size_t source_core::shutdown_now() {
   impl& s = *m_impl;
-  {
-    std::lock_guard<std::mutex> lock(s.mutex);
-    s.stop = stop_mode::immediate;
-    s.reader_cv.notify_one();
+  // The pool is emptied under the source mutex, in the same critical section that sets the stop:
+  // the reader sees the stop only afterwards, so it reads nothing more and its finish_reading()
+  // finds the pool empty, and this call counts every entry it left pending. (One lock order:
+  // source mutex, then the pool's; the pool never calls back while holding its own.)
+  std::lock_guard<std::mutex> lock(s.mutex);
+  const std::vector<std::string> ids = s.sink.shutdown_pool_now();  // bad_alloc: nothing changed
+  s.stop = stop_mode::immediate;
+  for (const std::string& id : ids) {
+    s.held.erase(id);
   }
-  return s.leave_pending_now();
+  s.in_pool -= std::min(s.in_pool, ids.size());
+  s.st.left_pending += ids.size();
+  s.note_held();
+  s.reader_cv.notify_one();
+  return ids.size();
 }
 
 void source_core::join() {
