@@ -51,7 +51,8 @@ static_assert(fib_serial(30) == 832'040 && fib_spawns(30) == 1'346'268);
 /// One untimed warm-up run first (threads started, deques grown); each timed iteration is one
 /// complete fib(n). Results are summed inside the loop (one add) and compared with
 /// `fib_serial(n) x iterations` after it; a mismatch fails the benchmark with SkipWithError.
-/// Reports `tasks/s` (spawns per second) and `utilisation` (see utilisation_meter).
+/// Reports `tasks/s` (spawns per second), `core_ns/task` (wall time x N / spawns) and
+/// `utilisation` (see utilisation_meter).
 /// @param state the benchmark state; range(0) = n.
 /// @param threads N, the task-running threads the implementation was given.
 /// @param run computes fib(n) with the implementation under test and returns it.
@@ -77,6 +78,13 @@ void fib_benchmark(benchmark::State& state, std::size_t threads, Run&& run) {
   }
   state.counters["tasks/s"] = benchmark::Counter(
       static_cast<double>(fib_spawns(n)) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  // Core-ns per spawned task: (wall time x N) / spawns, the fork-join cost target of issue 13.
+  // As a rate counter, inverted: Google Benchmark divides the value by the (real) time, and
+  // kInvert turns that into time / value.
+  state.counters["core_ns/task"] =
+      benchmark::Counter(static_cast<double>(fib_spawns(n)) * static_cast<double>(state.iterations()) /
+                             static_cast<double>(threads) * 1e-9,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["pool_threads"] = static_cast<double>(threads);
 }
 

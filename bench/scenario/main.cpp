@@ -3,12 +3,15 @@
 // optionally writes JSON (--json), plots (--plot) or runs the soak mode (--soak).
 #include "comparison.hpp"
 #include "designs.hpp"
+#include "faulty.hpp"
 #include "soak.hpp"
 #include "stream.hpp"
 
+#include <chrono>
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -24,7 +27,9 @@ using namespace flowpool_bench;
 constexpr const char* k_usage = R"(usage: bench_scenario [options]
 Runs one request stream through every design on S*K threads and compares them (issue 3).
 Without --dist it runs two scenarios: uniform (the speed-up and utilisation targets) and
-heterogeneous (the share target).
+heterogeneous (the share target); then the faulty fleet (issue 10) on the same stream: server 2
+fails every attempt after a 10 ms timeout and server 4 is 5x slower while the stream issues its
+20 % to 60 % request, through batch-then-wait (resubmit) and server_pool (retry + ejection).
   --servers S          servers (default 5)
   --slots K            slots per server (default 2)
   --burst N            initial burst (default 100)
@@ -38,6 +43,10 @@ heterogeneous (the share target).
   --plot DIR           render DIR/gantt.png and DIR/bars.png (gnuplot) from the uniform scenario's
                        median runs; their CSV data goes to DIR/data/
   --soak SECONDS       instead of the comparison: run the server_pool stream for SECONDS
+  --no-faulty          skip the faulty-fleet table
+  --faulty-only        only the faulty-fleet table
+  --faulty-budget N    requests in the faulty run (default: --budget)
+  --eject-for-ms N     server_pool's eject_for in the faulty run (default 50)
   --strict             exit with status 2 if a target is missed
 )";
 
@@ -51,6 +60,10 @@ struct options {
   std::string plot;
   double soak = 0;
   bool strict = false;
+  bool faulty = true;
+  bool faulty_only = false;
+  std::size_t faulty_budget = 0;  // 0 = config.budget
+  fault_plan plan;
 };
 
 std::size_t to_size(const std::string& flag, const std::string& text) {
@@ -93,6 +106,14 @@ options parse(int argc, char** argv) {
       o.strict = true;
       continue;
     }
+    if (flag == "--no-faulty") {
+      o.faulty = false;
+      continue;
+    }
+    if (flag == "--faulty-only") {
+      o.faulty_only = true;
+      continue;
+    }
     if (i + 1 >= argc) {
       throw std::invalid_argument("unknown option or missing value: " + flag);
     }
@@ -118,6 +139,13 @@ options parse(int argc, char** argv) {
       o.repeat = to_size(flag, value);
     } else if (flag == "--designs") {
       o.designs = value;
+    } else if (flag == "--faulty-budget") {
+      o.faulty_budget = to_size(flag, value);
+    } else if (flag == "--eject-for-ms") {
+      o.plan.eject_for = std::chrono::milliseconds(to_size(flag, value));
+      if (o.plan.eject_for.count() == 0) {
+        throw std::invalid_argument("--eject-for-ms: must be at least 1 (got 0)");
+      }
     } else if (flag == "--json") {
       o.json = value;
     } else if (flag == "--plot") {
@@ -194,6 +222,9 @@ int run(const options& o) {
   }
   std::vector<scenario_outcome> outcomes;
   std::vector<target_result> targets;
+  if (o.faulty_only) {
+    scenarios.clear();
+  }
   for (const scenario_config& config : scenarios) {
     std::cout << "running " << to_string(config.model) << " scenario...\n" << std::flush;
     outcomes.push_back(run_scenario(config, designs, o.repeat, std::cerr));
@@ -203,8 +234,27 @@ int run(const options& o) {
     }
     std::cout << std::endl;
   }
+  std::optional<faulty_outcome> faulty;
+  const bool both = o.designs.empty() || (o.designs.find("batch_then_wait") != std::string::npos &&
+                                          o.designs.find("server_pool") != std::string::npos);
+  if (o.faulty && both) {
+    scenario_config config = o.config;
+    if (!o.dist_given) {
+      config.model = service_model::uniform;
+    }
+    if (o.faulty_budget != 0) {
+      config.budget = o.faulty_budget;
+    }
+    std::cout << "running faulty-fleet scenario...\n" << std::flush;
+    faulty = run_faulty(config, o.plan, o.repeat, std::cerr);
+    print_faulty_table(*faulty, std::cout);
+    for (target_result& t : evaluate_faulty_targets(*faulty)) {
+      targets.push_back(std::move(t));
+    }
+    std::cout << std::endl;
+  }
   std::size_t passed = 0;
-  std::cout << "targets (issue 3), measured side by side in this run:\n";
+  std::cout << "targets (issue 3; [faulty]: issue 10), measured side by side in this run:\n";
   for (const target_result& t : targets) {
     std::cout << "  " << (t.pass ? "PASS" : "FAIL") << "  " << t.name << ": " << t.measured << "\n";
     passed += t.pass ? 1 : 0;
@@ -228,6 +278,22 @@ int run(const options& o) {
       return 1;
     }
     std::cout << "wrote plots to " << o.plot << " (gantt.png, bars.png; CSV data in data/)\n";
+  }
+  if (faulty) {
+    for (const auto* runs : {&faulty->btw_metrics, &faulty->pool_metrics}) {
+      for (const faulty_metrics& m : *runs) {
+        if (m.lost + m.repeated != 0) {
+          return 1;  // a design lost or repeated requests under faults
+        }
+      }
+    }
+    for (const auto* runs : {&faulty->btw_runs, &faulty->pool_runs}) {
+      for (const faulty_result& r : *runs) {
+        if (!r.error.empty()) {
+          return 1;
+        }
+      }
+    }
   }
   for (const scenario_outcome& outcome : outcomes) {
     for (const design_runs& d : outcome.designs) {

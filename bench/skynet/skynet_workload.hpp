@@ -37,8 +37,8 @@ static_assert(skynet_serial(k_skynet_leaves) == 499'999'500'000);
 /// @brief Google Benchmark body: times `run()`, one complete skynet of 1M leaves per iteration.
 ///
 /// One untimed warm-up run first; results are summed inside the loop and compared with the
-/// reference x iterations after it (SkipWithError on mismatch). Reports `tasks/s` and
-/// `utilisation`.
+/// reference x iterations after it (SkipWithError on mismatch). Reports `tasks/s`,
+/// `core_ns/task` (wall time x N / spawns) and `utilisation`.
 /// @param state the benchmark state.
 /// @param threads N, the task-running threads the implementation was given.
 /// @param run computes the skynet sum with the implementation under test and returns it.
@@ -62,6 +62,13 @@ void skynet_benchmark(benchmark::State& state, std::size_t threads, Run&& run) {
   }
   state.counters["tasks/s"] = benchmark::Counter(
       static_cast<double>(k_skynet_spawns) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  // Core-ns per spawned task: (wall time x N) / spawns, the fork-join cost target of issue 13.
+  // As a rate counter, inverted: Google Benchmark divides the value by the (real) time, and
+  // kInvert turns that into time / value.
+  state.counters["core_ns/task"] =
+      benchmark::Counter(static_cast<double>(k_skynet_spawns) * static_cast<double>(state.iterations()) /
+                             static_cast<double>(threads) * 1e-9,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["pool_threads"] = static_cast<double>(threads);
 }
 

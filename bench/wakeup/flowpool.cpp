@@ -48,9 +48,15 @@ void wakeup_on_flowpool_post(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(wakeup_on_flowpool)->Name("wakeup/flowpool")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(wakeup_on_flowpool)
+    ->Name("wakeup/flowpool")
+    ->Apply(flowpool_bench::wakeup_gap_args)
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(wakeup_on_flowpool_post)
     ->Name("wakeup/flowpool_post")
+    ->Apply(flowpool_bench::wakeup_gap_args)
     ->Iterations(1)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);

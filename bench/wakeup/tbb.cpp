@@ -37,4 +37,9 @@ void wakeup_on_tbb(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(wakeup_on_tbb)->Name("wakeup/tbb")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(wakeup_on_tbb)
+    ->Name("wakeup/tbb")
+    ->Apply(flowpool_bench::wakeup_gap_args)
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);

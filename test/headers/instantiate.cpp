@@ -71,7 +71,34 @@ int use_everything() {
   (void)servers.submit(request{1});
   servers.join();
 
-  return answer.get() + static_cast<int>(sum) + static_cast<int>(left.size()) + (got ? 1 : 0) + (one ? 1 : 0);
+  // The fleet paths: per-slot state, the context handler, callbacks, deadlines, membership, stats.
+  flowpool::server_pool_callbacks<request> callbacks;
+  callbacks.on_failure = [&total](const flowpool::request_failure& f, request& r) {
+    total.fetch_add(f.attempts + static_cast<std::uint64_t>(r.payload));
+  };
+  callbacks.on_expired = [&total](request&) { total.fetch_add(1); };
+  flowpool::server_pool<request, std::unique_ptr<int>> fleet(
+      {.servers = 1, .slots_per_server = 1, .max_attempts = 2, .eject_after = 1},
+      [](flowpool::slot_id) { return std::make_unique<int>(0); },
+      [](flowpool::slot_context<request, std::unique_ptr<int>>& ctx, request& r) {
+        ++*ctx.state();
+        if (r.payload < 0 && ctx.attempt() == 1) {
+          throw flowpool::permanent_error("negative");
+        }
+      },
+      std::move(callbacks));
+  (void)fleet.submit(request{-1}, flowpool::queue_deadline::in(std::chrono::seconds(1)));
+  (void)fleet.try_submit(request{2});
+  (void)fleet.add_server(1);
+  fleet.drain_server(1);
+  fleet.join();
+  const flowpool::server_pool_stats fleet_stats = fleet.stats();
+  const auto fleet_sum = fleet_stats.queue_wait.p99().count() + fleet_stats.total_handler_time().p50().count() +
+                         static_cast<std::chrono::nanoseconds::rep>(fleet.server_count()) +
+                         (fleet.state(0) == flowpool::server_state::serving ? 1 : 0);
+
+  return answer.get() + static_cast<int>(sum) + static_cast<int>(fleet_sum % 2) + static_cast<int>(left.size()) +
+         (got ? 1 : 0) + (one ? 1 : 0);
 }
 
 }  // namespace strict_check

@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <latch>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -78,7 +79,7 @@ TEST_SUITE("no busy wait promises") {
     CHECK(used < k_window / 4);
   }
 
-  // server_pool.hpp: "Nothing busy-waits: idle slots sleep in the queue's get()"; join() blocks.
+  // server_pool.hpp: "Nothing busy-waits: an idle slot sleeps on its own condition variable"; join() blocks.
   TEST_CASE("idle server_pool slots and a thread blocked in join use no CPU" * doctest::timeout(60)) {
     std::latch started(1);
     std::latch release(1);
@@ -94,6 +95,32 @@ TEST_SUITE("no busy wait promises") {
     MESSAGE("CPU used while blocked: " << std::chrono::duration_cast<std::chrono::milliseconds>(used).count() << " ms");
     release.count_down();
     joiner.join();
+    CHECK(used < k_window / 4);
+  }
+
+  // server_pool.hpp: an ejected server's slots "sleep; they do not poll", during the ejection and
+  // after it, while its probe waits for a request.
+  TEST_CASE("an ejected server's slots use no CPU, during the ejection and after it with nothing queued" *
+            doctest::timeout(60)) {
+    flowpool::server_pool_options options;
+    options.servers = 2;
+    options.slots_per_server = 2;
+    options.max_attempts = 2;
+    options.eject_after = 1;
+    options.eject_for = 50ms;  // ends inside the settle time: the window sees the probe-due state
+    flowpool::server_pool<int> pool(options, [](flowpool::slot_id id, int&) {
+      if (id.server == 0) {
+        throw std::runtime_error("down");
+      }
+    });
+    for (int i = 0; i < 1000 && pool.state(0) != flowpool::server_state::ejected; ++i) {
+      REQUIRE(pool.submit(int{i}));
+      pool.join();
+    }
+    REQUIRE(pool.state(0) == flowpool::server_state::ejected);
+    const auto used = cpu_while_blocked();
+    MESSAGE("CPU used while blocked: " << std::chrono::duration_cast<std::chrono::milliseconds>(used).count() << " ms");
+    CHECK(pool.state(0) == flowpool::server_state::ejected);  // no request came to probe it
     CHECK(used < k_window / 4);
   }
 

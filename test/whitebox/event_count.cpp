@@ -26,6 +26,43 @@ TEST_SUITE("event_count") {
     CHECK_FALSE(ec.has_waiters());
   }
 
+  TEST_CASE("prepare_wait counts the waiters, itself included, and a cancelled one leaves the count") {
+    event_count ec;
+    std::uint32_t first = 0;
+    std::uint32_t second = 0;
+    (void)ec.prepare_wait(first);
+    (void)ec.prepare_wait(second);
+    CHECK(first == 1);
+    CHECK(second == 2);
+    ec.cancel_wait();
+    ec.cancel_wait();
+    std::uint32_t again = 0;
+    (void)ec.prepare_wait(again);
+    CHECK(again == 1);
+    ec.cancel_wait();
+  }
+
+  TEST_CASE("a waiter asleep in commit_wait is counted by the next prepare_wait" * doctest::timeout(30)) {
+    event_count ec;
+    std::atomic<bool> announced{false};
+    std::thread sleeper([&] {
+      const event_count::key k = ec.prepare_wait();
+      announced.store(true);
+      ec.commit_wait(k);
+    });
+    while (!announced.load()) {
+      std::this_thread::yield();
+    }
+    std::uint32_t waiting = 0;
+    (void)ec.prepare_wait(waiting);
+    CHECK(waiting == 2);
+    ec.cancel_wait();
+    fence_seq_cst();
+    REQUIRE(ec.has_waiters());
+    ec.notify_one();  // bumps the epoch: the sleeper returns whether or not it is asleep yet
+    sleeper.join();
+  }
+
   TEST_CASE("a notify between prepare_wait and commit_wait is not lost") {
     event_count ec;
     const event_count::key k = ec.prepare_wait();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <flowpool/bounded_queue.hpp>
+#include <flowpool/latency_histogram.hpp>
 #include <flowpool/parallel_for.hpp>
 #include <flowpool/parallel_invoke.hpp>
 #include <flowpool/parallel_reduce.hpp>

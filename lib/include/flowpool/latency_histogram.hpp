@@ -7,6 +7,7 @@
 #include <array>
 #include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -81,8 +82,9 @@ class latency_histogram {
       return max();
     }
     const double clamped = q > 0.0 ? q : 0.0;
-    auto rank = static_cast<std::uint64_t>(clamped * static_cast<double>(m_count));
-    rank = std::clamp<std::uint64_t>(rank < 1 ? 1 : rank, 1, m_count);
+    // The rank is ceil(q * count): the smallest count of durations that covers the share q.
+    auto rank = static_cast<std::uint64_t>(std::ceil(clamped * static_cast<double>(m_count)));
+    rank = std::clamp<std::uint64_t>(rank, 1, m_count);
     std::uint64_t seen = 0;
     for (std::size_t i = 0; i < k_buckets; ++i) {
       seen += m_counts[i];
@@ -106,14 +108,15 @@ class latency_histogram {
   /// @return its bucket index, in `[0, k_buckets)`.
   [[nodiscard]] static constexpr std::size_t bucket_of(std::uint64_t ns) noexcept {
     if (ns < 32) {
-      return static_cast<std::size_t>(ns);
+      const std::size_t exact = ns;
+      return exact;
     }
-    const int top = std::bit_width(ns) - 1;  // 5 .. 63
-    if (top >= 48) {
+    const auto top = static_cast<unsigned>(std::bit_width(ns)) - 1U;  // 5 .. 63
+    if (top >= 48U) {
       return k_buckets - 1;
     }
-    const auto sub = static_cast<std::size_t>((ns >> (top - 4)) & 15U);
-    return 32 + static_cast<std::size_t>(top - 5) * 16 + sub;
+    const std::size_t sub = (ns >> (top - 4U)) & 15U;
+    return 32U + std::size_t{top - 5U} * 16U + sub;
   }
 
   /// @brief The smallest duration, in nanoseconds, that falls into bucket `i`. Never throws.

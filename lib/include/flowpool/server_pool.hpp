@@ -40,11 +40,17 @@ struct slot_id {
 };
 
 /// @brief Throw it (or a type derived from it) from a handler to say "this request can never
-/// succeed, do not retry it": the request fails at once, whatever `max_attempts` allows, and the
-/// server that threw it does not count it towards its ejection (it answered; the request was bad).
+/// succeed, do not retry it": the request fails at once, whatever `max_attempts` allows. For the
+/// server's ejection it counts like a success: the server answered, the request was bad, so it
+/// resets the server's consecutive failures (and a probe that throws it brings the server back).
 class permanent_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+  /// @brief Copies, as exceptions are copied. @param other the error to copy.
+  permanent_error(const permanent_error& other) = default;
+  /// @brief Copy assignment. @param other the error to copy. @return `*this`.
+  permanent_error& operator=(const permanent_error& other) = default;
+  ~permanent_error() override;  ///< Out of line: one vtable, in the library.
 };
 
 /// @brief The life of one server of a server_pool (see `server_pool::state()`).
@@ -100,8 +106,13 @@ struct queue_deadline {
   /// @return the deadline.
   template <class Rep, class Period>
   [[nodiscard]] static queue_deadline in(const std::chrono::duration<Rep, Period>& timeout) noexcept {
-    return queue_deadline{std::chrono::steady_clock::now() +
-                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout)};
+    using clock = std::chrono::steady_clock;
+    const clock::time_point now = clock::now();
+    using wide = std::chrono::duration<double, std::nano>;
+    if (wide(timeout) >= wide(clock::time_point::max() - now)) {
+      return queue_deadline{};  // too far to represent: no deadline
+    }
+    return queue_deadline{now + std::chrono::ceil<clock::duration>(timeout)};
   }
 };
 
@@ -116,7 +127,8 @@ struct queue_deadline {
 ///
 /// **Fleet policy, and what was chosen where the model (Envoy's outlier detection, Finagle's retry
 /// budget) leaves a choice:**
-/// - A retried request goes to the *front* of the queue, marked to avoid the server that failed
+/// - A retried request goes to the *front* of the queue (behind earlier retries), marked to avoid the server that
+/// failed
 ///   it last. A slot of that server does not take it while any other server is `serving` (busy or
 ///   not); when none is, any server may. Only the last failing server is avoided.
 /// - The retry budget is a sliding window of `retry_budget_window`, in ten steps: retries within it
@@ -124,6 +136,10 @@ struct queue_deadline {
 ///   first attempts accepted in the window). A failed attempt that finds it spent fails for good
 ///   (`failure_reason::retry_budget`). The defaults are Finagle's and Envoy's: 20 %, 10 per second,
 ///   10 s. `retry_budget_ratio = INFINITY` turns the budget off.
+/// - After `shutdown()` (or `shutdown_now()`) no server is ejected any more and the ejected ones
+///   serve again: the queue drains with every server, a failed attempt still retried elsewhere, so
+///   a dead fleet ends in at most `max_attempts` attempts per request instead of one probe per
+///   ejection period (Envoy's panic mode, applied while draining).
 /// - `max_ejected_percent` caps the share of servers that may be ejected at once (at least one may
 ///   always be). The default, 100, is no cap: a request here waits rather than fails, so ejecting a
 ///   whole failing fleet turns the outage into backpressure, and the probes bring servers back. A
@@ -168,10 +184,10 @@ struct server_pool_options {
   double retry_budget_min_per_second = 10.0;
   /// The window the budget looks back over. Positive.
   std::chrono::milliseconds retry_budget_window{10000};
-  /// Default limit on how long a request may wait in the queue, from its submit, before a slot
-  /// takes it; 0 = none. The deadline is fixed at the submit and bounds every attempt, so a retry
-  /// still queued past it expires too. A request past it is never run but goes to `on_expired`.
-  /// A per-request `queue_deadline` given to `submit()` overrides it.
+  /// Default limit on how long a request may wait in the queue, from the moment it enters it
+  /// (after any wait for room), before a slot takes it; 0 = none; at most a year. The deadline is fixed at the submit
+  /// and bounds every attempt, so a retry still queued past it expires too. A request past it is never run but goes to
+  /// `on_expired`. A per-request `queue_deadline` given to `submit()` overrides it.
   std::chrono::milliseconds queue_timeout{0};
 };
 
@@ -281,17 +297,18 @@ template <class Request, class SlotState>
 class server_pool;
 
 /// @brief The callbacks for requests that end without success. Each may be empty, and each may be
-/// any callable, move-only ones included. Both run on a slot's thread, never concurrently for the
-/// same request, and before the request counts as done; neither may throw (a throw is dropped).
+/// any callable, move-only ones included. Both run on the slot thread that ended the request,
+/// before it counts as done, and so concurrently for different requests (guard what they share);
+/// neither may throw (a throw is dropped).
 /// @tparam Request the pool's request type.
 template <class Request>
 struct server_pool_callbacks {
   /// Called once for a request that failed for good, with the request itself (by reference, still
   /// alive: e.g. to dead-letter it) and why. Then `server_pool_options::on_error`, if set.
-  detail::unique_function<void(const request_failure&, Request&)> on_failure;
+  detail::unique_function<void(const request_failure&, Request&)> on_failure{};
   /// Called once for a request that passed its queue deadline and was never run. Required when a
   /// queue deadline is used: an expired request is never thrown away unseen.
-  detail::unique_function<void(Request&)> on_expired;
+  detail::unique_function<void(Request&)> on_expired{};
 };
 
 /// @brief What a handler is told about the attempt it serves, and how it reaches its pool. Lives
@@ -329,6 +346,14 @@ class slot_context {
   /// @return `false` if the pool is shut down.
   /// @throws std::bad_alloc if the queue cannot grow; nothing is queued then.
   [[nodiscard]] bool submit(Request&& request) { return m_pool.submit(std::move(request)); }
+  /// @brief Submits a follow-up with a queue deadline (as `server_pool::submit`).
+  /// @param request the request; moved from only when the call returns `true`.
+  /// @param deadline the latest time a slot may take it from the queue.
+  /// @return `false` if the pool is shut down.
+  /// @throws std::invalid_argument if the pool has no `on_expired`; std::bad_alloc; nothing is queued then.
+  [[nodiscard]] bool submit(Request&& request, queue_deadline deadline) {
+    return m_pool.submit(std::move(request), deadline);
+  }
   /// @brief Submits a copy of a follow-up. As the rvalue overload.
   /// @param request the request to copy.
   /// @return `false` if the pool is shut down.
@@ -489,8 +514,9 @@ class server_pool {
   /// A state whose construction throws is reported like a thread that fails to start: the other
   /// slots are shut down and joined, and the constructor rethrows that exception.
   /// @param options the configuration; see server_pool_options.
-  /// @param make_state called once per slot, on that slot's thread, as `SlotState(slot_id)`; the
-  ///        state is destroyed on the same thread when the slot stops.
+  /// @param make_state called once per slot, on that slot's thread, as `SlotState(slot_id)`, so
+  ///        concurrently from the new slots (it must be safe to call concurrently); the state is
+  ///        destroyed on the same thread when the slot stops.
   /// @param handler as above; `slot_context::state()` gives it the slot's state.
   /// @param callbacks optional failure and expiry callbacks.
   /// @throws std::invalid_argument, std::system_error, std::bad_alloc as above; and whatever a
@@ -707,7 +733,10 @@ class server_pool {
     m_fleet.drain_server(server);
     std::unique_lock<std::mutex> membership(m_membership, std::try_to_lock);
     if (membership.owns_lock()) {
-      reap_exited_threads();  // best effort: a concurrent add_server() reaps too
+      try {
+        reap_exited_threads();           // best effort: add_server() and the destructor reap too
+      } catch (const std::bad_alloc&) {  // the drain itself has happened; the threads are joined later
+      }
     }
   }
 
@@ -947,8 +976,12 @@ class server_pool {
     }
   }
 
-  template <class U>
-  bool enqueue(U&& request, queue_deadline deadline, clock::time_point room_until) {
+  bool enqueue(const Request& request, queue_deadline deadline, clock::time_point room_until) {
+    Request copy(request);  // before the lock: a slow or throwing copy holds up no slot
+    return enqueue(std::move(copy), deadline, room_until);
+  }
+
+  bool enqueue(Request&& request, queue_deadline deadline, clock::time_point room_until) {
     if (deadline.at != clock::time_point::max() && !m_callbacks.on_expired) {
       throw std::invalid_argument(
           "flowpool::server_pool::submit(): a queue_deadline needs callbacks.on_expired "
@@ -964,9 +997,14 @@ class server_pool {
       const clock::time_point now = clock::now();
       clock::time_point limit = deadline.at;
       if (limit == clock::time_point::max() && m_options.queue_timeout.count() > 0) {
-        limit = now + m_options.queue_timeout;
+        limit = now + m_options.queue_timeout;  // validated to at most a year: no overflow
       }
-      m_queue.emplace_back(std::forward<U>(request), now, limit);  // strong guarantee: may throw, queues nothing
+      try {
+        m_queue.emplace_back(std::move(request), now, limit);  // only growth can throw; then nothing moved
+      } catch (...) {
+        m_fleet.room_unused();  // pass on the room this submit was woken for
+        throw;
+      }
       wake = m_fleet.pushed(now);
     }
     detail::fleet::notify(wake);
@@ -1039,46 +1077,54 @@ class server_pool {
 
   void serve(detail::fleet_slot& me, slot_id id, std::add_pointer_t<SlotState> state) noexcept {
     std::unique_lock<std::mutex> lock(m_fleet.mutex());
+    clock::time_point now = clock::now();
     for (;;) {
-      const clock::time_point now = clock::now();
       const detail::slot_gate gate = m_fleet.gate(me, now);
       if (gate == detail::slot_gate::exit) {
         break;
       }
       std::optional<entry> job = gate != detail::slot_gate::wait ? take(me) : std::optional<entry>{};
       if (!job) {
-        detail::fleet_slot* next = gate == detail::slot_gate::wait ? nullptr : wake_for_rest();
-        if (next != nullptr) {  // this slot's wake-up found nothing for it: pass it on
+        // A woken slot that finds nothing it may take (or whose gate says wait) passes the wake-up on.
+        detail::fleet_slot* next = wake_for_rest();
+        if (next != nullptr) {
           lock.unlock();
           detail::fleet::notify(next);
           lock.lock();
-          continue;
+        } else {
+          m_fleet.idle_wait(lock, me);
         }
-        m_fleet.idle_wait(lock, me);
+        now = clock::now();
         continue;
       }
       const bool expired = job->deadline <= now;
       const bool probe = gate == detail::slot_gate::probe && !expired;
-      m_fleet.took(me, probe, !expired, now, now - job->enqueued);
-      detail::fleet_slot* next = wake_for_rest();
+      m_fleet.took(me, probe);
+      // With only first attempts queued, every push woke a slot for its entry, and any slot may take
+      // any of them, so nothing is left without a taker. A retry may be skipped by the slots that
+      // were woken (it avoids their server): then the taker wakes one more, for what is left.
+      detail::fleet_slot* next = m_retries.empty() ? nullptr : wake_for_rest();
       lock.unlock();
       detail::fleet::notify(next);
+      m_fleet.record_take(me, !expired, now, now - job->enqueued);
       if (expired) {
         expire(std::move(*job));
         job.reset();
         const clock::time_point ended = clock::now();
+        m_fleet.record_busy(me, now, ended);
         lock.lock();
-        m_fleet.expired(me, now, ended);
+        m_fleet.expired();
+        now = ended;
         continue;
       }
-      attempt(lock, me, id, state, probe, now, job);
+      now = attempt(lock, me, id, state, probe, now, job);
     }
   }
 
-  // Runs one attempt of `job`, taken at `started`; returns with the lock held.
-  void attempt(std::unique_lock<std::mutex>& lock, detail::fleet_slot& me, slot_id id,
-               std::add_pointer_t<SlotState> state, bool probe, clock::time_point started,
-               std::optional<entry>& job) noexcept {
+  // Runs one attempt of `job`, taken at `started`; returns with the lock held, and the time it ended.
+  clock::time_point attempt(std::unique_lock<std::mutex>& lock, detail::fleet_slot& me, slot_id id,
+                            std::add_pointer_t<SlotState> state, bool probe, clock::time_point started,
+                            std::optional<entry>& job) noexcept {
     const std::size_t attempt_no = job->attempt;
     detail::attempt_outcome outcome = detail::attempt_outcome::succeeded;
     std::exception_ptr error;
@@ -1099,9 +1145,10 @@ class server_pool {
     if (outcome == detail::attempt_outcome::succeeded) {
       job.reset();  // the request is gone before join() can return
       const clock::time_point ended = clock::now();
+      m_fleet.record_attempt(me, outcome, started, handler_time, ended);
       lock.lock();
-      m_fleet.finished(me, outcome, true, started, handler_time, ended);
-      return;
+      m_fleet.finished(me, outcome, true);
+      return ended;
     }
     // A failure. Reserve a list node for the retry first, so that queueing it cannot fail later.
     std::list<entry> node;
@@ -1115,20 +1162,23 @@ class server_pool {
       } catch (const std::bad_alloc&) {
       }
     }
+    // Before the lock: once a retry is queued another slot may finish it and release join(), which
+    // must see this attempt's counters (the failure path adds the callbacks' time below).
+    m_fleet.record_attempt(me, outcome, started, handler_time, returned);
     lock.lock();
     const detail::failure_decision decision = m_fleet.decide(me, outcome, attempt_no, reserved, returned);
     if (decision == detail::failure_decision::retry) {
       entry& e = node.front();
       e.attempt = attempt_no + 1;
       e.avoid = id.server;
-      e.enqueued = returned;  // the deadline stays: it bounds the request's whole time in the queue
-      m_retries.splice(m_retries.begin(), node);
-      m_fleet.finished(me, outcome, false, started, handler_time, returned);
+      e.enqueued = returned;                    // the deadline stays: it bounds the request's whole time in the queue
+      m_retries.splice(m_retries.end(), node);  // behind earlier retries, ahead of first attempts
+      m_fleet.finished(me, outcome, false);
       detail::fleet_slot* next = m_fleet.requeued(id.server);
       lock.unlock();
       detail::fleet::notify(next);
       lock.lock();
-      return;
+      return returned;
     }
     lock.unlock();
     Request& request = reserved ? node.front().request : job->request;
@@ -1136,8 +1186,10 @@ class server_pool {
     node.clear();
     job.reset();
     const clock::time_point ended = clock::now();
+    m_fleet.record_busy(me, returned, ended);  // the callbacks and the destruction
     lock.lock();
-    m_fleet.finished(me, outcome, true, started, handler_time, ended);
+    m_fleet.finished(me, outcome, true);
+    return ended;
   }
 
   static failure_reason reason_of(detail::failure_decision d) noexcept {
@@ -1185,7 +1237,7 @@ class server_pool {
   callbacks_type m_callbacks;
   state_factory m_make_state{};
   detail::ring_buffer<entry> m_queue;  // first attempts, in submit order (guarded by m_fleet.mutex())
-  std::list<entry> m_retries;          // retries, newest first: the front of the queue (same guard)
+  std::list<entry> m_retries;          // retries, oldest first: the front of the queue (same guard)
   std::mutex m_membership;             // serialises add_server() and the thread list's owners
   std::vector<std::pair<detail::fleet_slot*, std::thread>> m_threads;  // guarded by m_membership
 };

@@ -2,6 +2,7 @@
 
 #include <flowpool/detail/config.hpp>
 
+#include <climits>
 #include <mutex>
 
 #if defined(__linux__) && !defined(FLOWPOOL_TSAN)
@@ -9,6 +10,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #define FLOWPOOL_HAS_MEMBARRIER 1
+#endif
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define FLOWPOOL_HAS_FUTEX 1
 #endif
 
 namespace flowpool::detail {
@@ -46,5 +54,42 @@ void asymmetric_fence_heavy() noexcept {
 #endif
   fence_seq_cst();
 }
+
+#if defined(FLOWPOOL_HAS_FUTEX)
+namespace {
+// std::atomic<std::uint32_t> is a plain 32-bit word (same size, lock-free), which is what the
+// kernel compares. The private operations skip the cross-process hash: pool words are never
+// shared with another process.
+std::uint32_t* futex_word(atomic<std::uint32_t>& word) noexcept {
+  static_assert(sizeof(atomic<std::uint32_t>) == sizeof(std::uint32_t) && atomic<std::uint32_t>::is_always_lock_free);
+  return reinterpret_cast<std::uint32_t*>(&word);  // NOLINT(cppcoreguidelines-pro-type-reinterpret-cast)
+}
+}  // namespace
+
+void futex_wait(atomic<std::uint32_t>& word, std::uint32_t expected) noexcept {
+  // EAGAIN (the word already changed), EINTR (a signal) and a spurious return all mean "re-check".
+  (void)syscall(SYS_futex, futex_word(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+
+void futex_wake_one(atomic<std::uint32_t>& word) noexcept {
+  (void)syscall(SYS_futex, futex_word(word), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+void futex_wake_all(atomic<std::uint32_t>& word) noexcept {
+  (void)syscall(SYS_futex, futex_word(word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
+#else
+void futex_wait(atomic<std::uint32_t>& word, std::uint32_t expected) noexcept {
+  word.wait(expected, std::memory_order_relaxed);  // relaxed: the caller re-loads with acquire
+}
+
+void futex_wake_one(atomic<std::uint32_t>& word) noexcept {
+  word.notify_one();
+}
+
+void futex_wake_all(atomic<std::uint32_t>& word) noexcept {
+  word.notify_all();
+}
+#endif
 
 }  // namespace flowpool::detail

@@ -103,6 +103,21 @@ inline void asymmetric_fence_light() noexcept {
   }
 }
 
+// Blocking on a 32-bit atomic word (a futex on Linux). futex_wait(word, expected) sleeps while
+// `word` holds `expected`: the kernel compares and sleeps atomically, so a futex_wake_*() after a
+// store that changed the word is never lost. It may return spuriously; it orders nothing by
+// itself, so the caller re-loads the word with the ordering it needs (event_count: acquire).
+//
+// Why not std::atomic::wait/notify (issue 13): libstdc++ spins before it sleeps (12 PAUSEs and 4
+// sched_yield() calls on every wait, on top of the caller's own spin phase) and keeps a waiter
+// count per address bucket in a process-wide table, which notify reads and wait updates with
+// seq_cst RMWs. The event count already knows whether anyone may be asleep (m_waiters) and has
+// its own spin phase in the pool, so it only needs the two system calls. Elsewhere (not Linux)
+// these are std::atomic::wait/notify.
+void futex_wait(atomic<std::uint32_t>& word, std::uint32_t expected) noexcept;
+void futex_wake_one(atomic<std::uint32_t>& word) noexcept;
+void futex_wake_all(atomic<std::uint32_t>& word) noexcept;
+
 // A release fence before a relaxed publishing store.
 inline void fence_release() noexcept {
   if constexpr (!k_tsan_build) {

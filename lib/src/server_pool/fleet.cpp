@@ -14,6 +14,12 @@
 #include <stdexcept>
 #include <string>
 
+namespace flowpool {
+
+permanent_error::~permanent_error() = default;
+
+}  // namespace flowpool
+
 namespace flowpool::detail {
 namespace {
 
@@ -59,6 +65,17 @@ void validate(const server_pool_options& options) {
     bad_option("retry_budget_window must be positive (got " + std::to_string(options.retry_budget_window.count()) +
                " ms)");
   }
+  constexpr std::chrono::milliseconds k_year = std::chrono::hours(24 * 366);
+  if (options.eject_for > k_year) {
+    bad_option("eject_for must be at most a year (got " + std::to_string(options.eject_for.count()) + " ms)");
+  }
+  if (options.retry_budget_window > k_year) {
+    bad_option("retry_budget_window must be at most a year (got " +
+               std::to_string(options.retry_budget_window.count()) + " ms)");
+  }
+  if (options.queue_timeout > k_year) {
+    bad_option("queue_timeout must be at most a year (got " + std::to_string(options.queue_timeout.count()) + " ms)");
+  }
   if (options.queue_timeout.count() < 0) {
     bad_option("queue_timeout must not be negative (got " + std::to_string(options.queue_timeout.count()) + " ms)");
   }
@@ -81,6 +98,7 @@ struct alignas(k_cache_line) fleet_slot {
   bool listed = false;         // asleep in idle_wait() and not yet woken
   bool woken = false;          // a waker picked it (it counts in m_wakes_pending until it is back)
   bool probing = false;        // its attempt in progress is its server's probe
+  bool probe_wake = false;     // it was woken to probe (its server's probe_wake is set for it)
   // The slot thread's own running totals (it is their only writer; kept under the mutex anyway).
   std::int64_t wait_start = 0;  // ns since the epoch when the slot last became idle
   std::int64_t idle_total = 0;
@@ -115,7 +133,8 @@ struct fleet_server {
   std::uint64_t retried = 0;
   std::uint32_t multiplier = 1;  // the next ejection lasts eject_for * multiplier
   fleet::clock::time_point until{};
-  bool probe_out = false;
+  bool probe_out = false;   // a slot took the probe and has not reported its result
+  bool probe_wake = false;  // a slot was woken to probe: wake no second one for the same probe
 };
 
 namespace {
@@ -136,7 +155,7 @@ fleet::fleet(const server_pool_options& options)
       m_max_ejected_percent(options.max_ejected_percent),
       m_budget_ratio(options.retry_budget_ratio),
       m_budget_floor_per_second(options.retry_budget_min_per_second),
-      m_budget_bucket(options.retry_budget_window / static_cast<int>(k_budget_buckets)),
+      m_budget_bucket(std::chrono::nanoseconds(options.retry_budget_window) / static_cast<int>(k_budget_buckets)),
       m_epoch(clock::now()) {
   validate(options);
   if (m_budget_bucket.count() <= 0) {
@@ -157,6 +176,11 @@ std::size_t fleet::begin_server(std::size_t slots) {
   if (slots == 0) {
     throw std::invalid_argument("flowpool::server_pool::add_server(): slots must be at least 1 (got 0)");
   }
+  constexpr std::size_t k_max = server_pool_options::k_max_threads;
+  if (slots > k_max) {  // before allocating anything: a huge count must not become a huge allocation
+    throw std::invalid_argument("flowpool::server_pool::add_server(): " + std::to_string(slots) +
+                                " slots is more than k_max_threads (" + std::to_string(k_max) + ")");
+  }
   auto server = std::make_unique<fleet_server>();
   server->slots.reserve(slots);
   for (std::size_t i = 0; i < slots; ++i) {
@@ -167,7 +191,6 @@ std::size_t fleet::begin_server(std::size_t slots) {
   }
   server->live = slots;
   const std::lock_guard<std::mutex> lock(m_mutex);
-  constexpr std::size_t k_max = server_pool_options::k_max_threads;
   if (slots > k_max - m_live_slots) {
     throw std::invalid_argument("flowpool::server_pool::add_server(): " + std::to_string(slots) +
                                 " more slots would make " + std::to_string(m_live_slots) + " + " +
@@ -330,6 +353,12 @@ bool fleet::wait_for_room(lock_type& lock, bool bypass, clock::time_point until)
   return !m_shutdown && m_queued < m_capacity;
 }
 
+void fleet::room_unused() noexcept {
+  if (m_waiting_submitters > 0 && m_queued < m_capacity) {
+    m_room.notify_one();
+  }
+}
+
 fleet_slot* fleet::pushed(clock::time_point now) noexcept {
   ++m_queued;
   ++m_unfinished;
@@ -378,8 +407,10 @@ void fleet::idle_wait(lock_type& lock, fleet_slot& slot) noexcept {
   ++server.listed;
   ++m_listed;
   // An ejected server's slots sleep until the ejection ends (no polling); everyone else until woken.
-  const bool timed = server.state == server_state::ejected && !server.probe_out;
+  // Once the ejection has ended (a probe is due but nothing is queued for it), the wait is untimed:
+  // a timed wait on a past deadline would return at once, and the slot would spin.
   const clock::time_point until = server.until;
+  const bool timed = server.state == server_state::ejected && !server.probe_out && clock::now() < until;
   while (!slot.woken) {
     if (!timed) {
       slot.cv.wait(lock);
@@ -390,6 +421,10 @@ void fleet::idle_wait(lock_type& lock, fleet_slot& slot) noexcept {
   if (slot.woken) {
     slot.woken = false;
     --m_wakes_pending;
+    if (slot.probe_wake) {
+      slot.probe_wake = false;
+      server.probe_wake = false;
+    }
   } else {
     slot.listed = false;
     --server.listed;
@@ -397,8 +432,7 @@ void fleet::idle_wait(lock_type& lock, fleet_slot& slot) noexcept {
   }
 }
 
-void fleet::took(fleet_slot& slot, bool probe, bool runs, clock::time_point now,
-                 std::chrono::nanoseconds waited) noexcept {
+void fleet::took(fleet_slot& slot, bool probe) noexcept {
   --m_queued;
   if (m_waiting_submitters > 0 && m_queued < m_capacity) {
     m_room.notify_one();  // one place freed, one submitter
@@ -407,11 +441,37 @@ void fleet::took(fleet_slot& slot, bool probe, bool runs, clock::time_point now,
     slot.probing = true;
     slot.server->probe_out = true;
   }
+}
+
+// The record_* members run on the slot's own thread without the mutex: the slot is the only writer
+// of its totals, and stats() reads only the atomics (relaxed, see fleet_slot). A join()er still sees
+// the final values: each record_* is sequenced before the locked finished()/expired() that counts
+// the request done.
+void fleet::record_take(fleet_slot& slot, bool runs, clock::time_point now,
+                        std::chrono::nanoseconds waited) const noexcept {
   slot.idle_total += now_ns(now) - slot.wait_start;
   slot.idle_mark.store(2 * slot.idle_total, std::memory_order_relaxed);  // relaxed: a tally (see fleet_slot)
   if (runs) {
     slot.queue_wait.record(waited);
   }
+}
+
+void fleet::record_attempt(fleet_slot& slot, attempt_outcome outcome, clock::time_point started,
+                           std::chrono::nanoseconds handler_time, clock::time_point ended) const noexcept {
+  // Relaxed stores (here and below): single-writer tallies, see fleet_slot.
+  slot.handled.store(++slot.handled_total, std::memory_order_relaxed);
+  if (outcome != attempt_outcome::succeeded) {
+    slot.failed.store(++slot.failed_total, std::memory_order_relaxed);
+  }
+  slot.handler_time.record(handler_time);
+  record_busy(slot, started, ended);
+}
+
+void fleet::record_busy(fleet_slot& slot, clock::time_point started, clock::time_point ended) const noexcept {
+  slot.busy_total += std::chrono::duration_cast<std::chrono::nanoseconds>(ended - started).count();
+  slot.busy_ns.store(slot.busy_total, std::memory_order_relaxed);  // relaxed: a tally (see fleet_slot)
+  slot.wait_start = now_ns(ended);
+  slot.idle_mark.store(2 * (slot.idle_total - slot.wait_start) + 1, std::memory_order_relaxed);  // as above
 }
 
 bool fleet::wake_wanted() const noexcept {
@@ -429,7 +489,7 @@ bool fleet::can_take_now(const fleet_server& server, std::size_t avoid, bool oth
   if (server.state == server_state::serving) {
     return true;
   }
-  return server.state == server_state::ejected && !server.probe_out && now >= server.until;
+  return server.state == server_state::ejected && !server.probe_out && !server.probe_wake && now >= server.until;
 }
 
 fleet_slot* fleet::wake_in(fleet_server& server) noexcept {
@@ -458,7 +518,10 @@ fleet_slot* fleet::wake_for(std::size_t avoid) noexcept {
     for (std::size_t i = 0; i < n; ++i) {
       fleet_server& server = *m_servers[i];
       if (server.state == server_state::ejected && can_take_now(server, avoid, other_serving, now)) {
-        return wake_in(server);
+        fleet_slot* slot = wake_in(server);
+        slot->probe_wake = true;  // one wake-up per due probe: the others go to serving servers
+        server.probe_wake = true;
+        return slot;
       }
     }
   }
@@ -517,10 +580,11 @@ failure_decision fleet::decide(fleet_slot& slot, attempt_outcome outcome, std::s
   }
   ++server.consecutive;
   if (was_probe) {
-    if (server.state == server_state::ejected) {
+    if (server.state == server_state::ejected && !m_shutdown) {
       eject(server, now);  // again, for twice as long
     }
-  } else if (m_eject_after > 0 && server.state == server_state::serving && server.consecutive >= m_eject_after) {
+  } else if (m_eject_after > 0 && !m_shutdown && server.state == server_state::serving &&
+             server.consecutive >= m_eject_after) {
     const std::size_t eligible = m_serving + m_ejected;  // servers that are not draining
     const std::size_t cap = std::max<std::size_t>(1, eligible * m_max_ejected_percent / 100);
     if (m_ejected + 1 <= cap) {
@@ -544,19 +608,8 @@ failure_decision fleet::decide(fleet_slot& slot, attempt_outcome outcome, std::s
   return failure_decision::retry;
 }
 
-void fleet::finished(fleet_slot& slot, attempt_outcome outcome, bool final, clock::time_point started,
-                     std::chrono::nanoseconds handler_time, clock::time_point ended) noexcept {
+void fleet::finished(fleet_slot& slot, attempt_outcome outcome, bool final) noexcept {
   fleet_server& server = *slot.server;
-  // Relaxed stores (here and below): single-writer tallies, see fleet_slot.
-  slot.handled.store(++slot.handled_total, std::memory_order_relaxed);
-  if (outcome != attempt_outcome::succeeded) {
-    slot.failed.store(++slot.failed_total, std::memory_order_relaxed);
-  }
-  slot.handler_time.record(handler_time);
-  slot.busy_total += std::chrono::duration_cast<std::chrono::nanoseconds>(ended - started).count();
-  slot.busy_ns.store(slot.busy_total, std::memory_order_relaxed);
-  slot.wait_start = now_ns(ended);
-  slot.idle_mark.store(2 * (slot.idle_total - slot.wait_start) + 1, std::memory_order_relaxed);
   if (outcome == attempt_outcome::succeeded) {
     server.consecutive = 0;
     if (slot.probing) {
@@ -581,11 +634,7 @@ void fleet::finished(fleet_slot& slot, attempt_outcome outcome, bool final, cloc
   }
 }
 
-void fleet::expired(fleet_slot& slot, clock::time_point started, clock::time_point ended) noexcept {
-  slot.busy_total += std::chrono::duration_cast<std::chrono::nanoseconds>(ended - started).count();
-  slot.busy_ns.store(slot.busy_total, std::memory_order_relaxed);  // relaxed: a tally (see fleet_slot)
-  slot.wait_start = now_ns(ended);
-  slot.idle_mark.store(2 * (slot.idle_total - slot.wait_start) + 1, std::memory_order_relaxed);  // as above
+void fleet::expired() noexcept {
   ++m_expired;
   done_one();
 }
@@ -656,12 +705,29 @@ void fleet::shutdown() noexcept {
     return;
   }
   m_shutdown = true;
+  end_ejections();
   m_room.notify_all();
   wake_all();
 }
 
+void fleet::end_ejections() noexcept {
+  // After shutdown the queue drains on every server: a dead fleet must not make the destructor wait
+  // one probe per ejection period per request. A failed attempt is still retried on another server.
+  for (std::size_t i = 0; i < m_opened; ++i) {
+    fleet_server& server = *m_servers[i];
+    if (server.state == server_state::ejected) {
+      server.state = server_state::serving;
+      --m_ejected;
+      ++m_serving;
+    }
+  }
+}
+
 void fleet::shut_down_now(std::size_t returned) noexcept {
-  m_shutdown = true;
+  if (!m_shutdown) {
+    m_shutdown = true;
+    end_ejections();
+  }
   m_shutdown_now = true;
   m_queued -= returned;  // the template removed every queued entry: m_queued is 0 now
   m_unfinished -= returned;

@@ -11,10 +11,11 @@
 // In the single total order of seq_cst operations and fences, one of the two fences comes first,
 // so either the waiter's re-check sees the condition or the notifier sees the waiter: both
 // missing each other (a lost wake-up) is impossible. A waiter that has read the epoch (key) and
-// is then notified sees the epoch changed: std::atomic::wait compares atomically with going to
-// sleep (futex), so a notify between the re-check and the sleep is not lost either.
+// is then notified sees the epoch changed: futex_wait() compares atomically with going to
+// sleep, so a notify between the re-check and the sleep is not lost either.
 //
-// Blocking uses std::atomic<uint32_t>::wait/notify (a futex on Linux): no mutex on either path.
+// Blocking uses futex_wait()/futex_wake_*() (atomics.hpp: the futex system calls on Linux,
+// std::atomic::wait/notify elsewhere): no mutex on either path, and no spin beyond the pool's.
 //
 // Wake-up storms: a woken waiter needs microseconds to run and leave the waiter count, and every
 // notifier in that window would otherwise make another futex call. m_signaled dedupes them: the
@@ -51,9 +52,20 @@ class event_count {
   // Waiter, phase 1: announce. The caller re-checks its conditions after this returns (the
   // fence is included here) and then calls exactly one of cancel_wait() / commit_wait().
   [[nodiscard]] key prepare_wait() noexcept {
+    std::uint32_t waiting = 0;
+    return prepare_wait(waiting);
+  }
+
+  // As prepare_wait(), and sets `waiting` to the number of threads between prepare_wait() and
+  // the end of cancel_wait()/commit_wait() right after our announcement, us included. If that is
+  // every thread that ever waits here, each of them leaves with an acquire RMW on m_waiters that
+  // reads from our increment's release sequence (m_waiters only changes by RMWs), so everything
+  // we did before this call happens-before whatever any of them does after leaving.
+  [[nodiscard]] key prepare_wait(std::uint32_t& waiting) noexcept {
     // seq_cst: the waiter's half of the Dekker pattern (see the file comment).
-    // pairs with: the notifier's fence_seq_cst() before has_waiters().
-    m_waiters.fetch_add(1, std::memory_order_seq_cst);
+    // pairs with: the notifier's fence_seq_cst() before has_waiters(); and (release) with the
+    // other waiters' acquire decrements in cancel_wait()/commit_wait().
+    waiting = m_waiters.fetch_add(1, std::memory_order_seq_cst) + 1;
     // The key is read BEFORE the flag is cleared. A notifier whose exchange of m_signaled comes
     // after our clear bumps the epoch after this load, so commit_wait() returns at once; with the
     // opposite order, such a notifier's bump could land before our load, we would sleep on the
@@ -70,8 +82,10 @@ class event_count {
 
   // Waiter, phase 2a: a condition held after all; do not sleep.
   void cancel_wait() noexcept {
-    // relaxed: a stale, too-high count only costs a notifier a spurious epoch bump.
-    m_waiters.fetch_sub(1, std::memory_order_relaxed);
+    // acquire, pairs with: later waiters' seq_cst (release) increments in prepare_wait(waiting),
+    // for the "everyone is waiting" count (see there). For the notifiers, a stale, too-high
+    // count would only cost a spurious epoch bump.
+    m_waiters.fetch_sub(1, std::memory_order_acquire);
     m_signaled.store(false, std::memory_order_seq_cst);  // seq_cst: as in prepare_wait()
   }
 
@@ -79,9 +93,9 @@ class event_count {
   void commit_wait(key k) noexcept {
     // acquire, pairs with: notify_*()'s release increment of m_epoch.
     while (m_epoch.load(std::memory_order_acquire) == k) {
-      m_epoch.wait(k, std::memory_order_acquire);
+      futex_wait(m_epoch, k);  // the loop's acquire load orders what follows
     }
-    m_waiters.fetch_sub(1, std::memory_order_relaxed);   // relaxed: as in cancel_wait()
+    m_waiters.fetch_sub(1, std::memory_order_acquire);   // acquire: as in cancel_wait()
     m_signaled.store(false, std::memory_order_seq_cst);  // seq_cst: as in prepare_wait()
     // The caller re-scans for work next: order that scan after any notifier whose wake-up was
     // deduped against us. pairs with: the notifier's fence_seq_cst().
@@ -99,7 +113,7 @@ class event_count {
     if (!m_signaled.exchange(true, std::memory_order_acq_rel)) {
       // release, pairs with: the acquire loads of m_epoch in prepare_wait()/commit_wait().
       m_epoch.fetch_add(1, std::memory_order_release);
-      m_epoch.notify_one();
+      futex_wake_one(m_epoch);
     }
   }
 
@@ -107,14 +121,14 @@ class event_count {
   void notify_all() noexcept {
     if (!m_signaled.exchange(true, std::memory_order_acq_rel)) {  // acq_rel: as in notify_one()
       m_epoch.fetch_add(1, std::memory_order_release);            // release: as in notify_one()
-      m_epoch.notify_all();
+      futex_wake_all(m_epoch);
     }
   }
 
   // Wakes every waiter, without dedup: for state changes every waiter must see (exit, close).
   void wake_all() noexcept {
     m_epoch.fetch_add(1, std::memory_order_release);  // release: as in notify_one()
-    m_epoch.notify_all();
+    futex_wake_all(m_epoch);
   }
 
  private:

@@ -99,6 +99,7 @@ class worker {
   task_node* all_nodes = nullptr;
   std::uint64_t rng;
   std::uint64_t injected_position = 0;  // position of the last task taken from the injection queue
+  int spin_limit = 64;                  // rounds the next idle spin phase may take (see idle_loop())
   std::chrono::steady_clock::time_point busy_since{};
   // False while on_thread_stop runs: claim() from this worker then refuses (shut_down_error, or
   // false from try_post), since nothing would run a task pushed onto this deque any more.
@@ -162,7 +163,8 @@ class pool_impl {
   void execute(worker& self, task& work) noexcept;
   void drop(task& work) noexcept;
   void report_failure(worker& self, std::exception_ptr error) noexcept;
-  void notify_work() noexcept;
+  // `outside`: the task went into the injection queue (full fence), not a worker's deque.
+  void notify_work(bool outside) noexcept;
   void notify_idle_waiters() noexcept;
   void leave_searching_found_work() noexcept;
   [[nodiscard]] bool work_visible() const noexcept;
@@ -190,6 +192,7 @@ class pool_impl {
   std::vector<std::unique_ptr<worker>> m_workers;
   injection_queue m_injection;
   const std::uint64_t m_space_check_mask;  // see run_found()
+  const bool m_oversubscribed;             // more workers than CPUs: idle spinning yields (idle_loop())
 
   event_count m_sleepers;
   alignas(k_cache_line) atomic<std::uint32_t> m_searching{0};

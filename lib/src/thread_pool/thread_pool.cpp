@@ -20,11 +20,24 @@ namespace {
 // The worker the calling thread is, if any (of any pool).
 thread_local worker* t_worker = nullptr;
 
-// Idle loop tuning: how many rounds (injection queue + one pass over the victims) a worker spins
-// before parking, and after which round it starts yielding instead of pausing.
+// Idle loop tuning. A worker that runs out of work spins (rounds of: injection queue + one pass
+// over the victims, then a back-off) before parking. How many rounds adapts per worker: a spin
+// phase that found work after at least one empty round (so spinning saved a park and a wake-up)
+// doubles the worker's limit, up to k_spin_rounds; one that ended in parking halves it, down to
+// k_min_spin_rounds. So workers that keep finding work soon after running dry (fork-join) spin as
+// before, and a pool that receives one task at a time, with idle gaps longer than any spin, parks
+// almost at once instead of burning ~50 us of CPU per task (issue 13). The last quarter of a phase
+// yields instead of pausing; so does all of it when the pool has more workers than CPUs, where a
+// paused spinner would hold a core that a preempted busy worker needs.
 constexpr int k_spin_rounds = 64;
-constexpr int k_yield_after = 48;
+constexpr int k_min_spin_rounds = 2;
 constexpr int k_pauses_per_round = 32;
+// A spin phase counts as having paid off only if it found work this soon: a spinner that was
+// preempted (a loaded machine) and found work when it ran again says nothing about spinning, and
+// growing its limit then would keep it searching, which defers other workers' wake-ups, longer.
+constexpr std::chrono::microseconds k_spin_payoff{100};
+// help_while_pending(): the rounds after which a helper waiting for its group yields.
+constexpr int k_yield_after = 48;
 
 // shutdown_now() waiting for a producer to publish a claimed injection cell: yields first, then
 // sleeps this long per check.
@@ -85,7 +98,8 @@ pool_impl::pool_impl(pool_options options)
       m_on_thread_start(std::move(options.on_thread_start)),
       m_on_thread_stop(std::move(options.on_thread_stop)),
       m_injection(checked_capacity(options.queue_capacity)),
-      m_space_check_mask(options.queue_capacity >= 64 ? 31 : 0) {
+      m_space_check_mask(options.queue_capacity >= 64 ? 31 : 0),
+      m_oversubscribed(resolve_threads(options.threads) > available_cpus()) {
   const std::size_t threads = resolve_threads(options.threads);
   init_asymmetric_fences();  // before any worker starts (see atomics.hpp)
   m_workers.reserve(threads);
@@ -378,10 +392,11 @@ void pool_impl::publish(worker* self, task_claim claim) noexcept {
     // look idle. pairs with: quiescent()'s acquire loads.
     self->stats.spawned.add(1, std::memory_order_release);
     self->deque.push(node);
+    notify_work(false);
   } else {
     m_injection.publish(*static_cast<injection_queue::cell*>(claim.handle));
+    notify_work(true);
   }
-  notify_work();
 }
 
 void pool_impl::abandon(worker* self, task_claim claim) noexcept {
@@ -393,21 +408,36 @@ void pool_impl::abandon(worker* self, task_claim claim) noexcept {
     claim.slot->reset();
     claim.slot->group = nullptr;
     m_injection.publish(*static_cast<injection_queue::cell*>(claim.handle));
-    notify_work();
+    notify_work(true);
   }
 }
 
 // Called after a task became visible (deque push or injection publish). Wakes a parked worker
 // only if no worker is searching (a searcher will find the task, or wake another worker when it
-// stops searching) and some worker is parked or about to park.
-void pool_impl::notify_work() noexcept {
-  // The notifier's half of the Dekker pattern (event_count.hpp): the task is published, now read
-  // the sleeper state. pairs with: prepare_wait() + the searching decrement + the heavy fence in
-  // idle_loop(). This is the hot side (every push), so the fence is the light half of an
-  // asymmetric pair (atomics.hpp): a compiler barrier where membarrier is available. Every path
-  // to sleep passes the heavy fence before its last re-check, so a push a searcher missed is
-  // seen there, or this load sees the sleeper.
-  asymmetric_fence_light();
+// stops searching and still sees work) and some worker is parked or about to park.
+void pool_impl::notify_work(bool outside) noexcept {
+  // The notifier's half of two Dekker pairs (event_count.hpp): the task is published, now read
+  // the sleeper state.
+  //  1. With a parker: pairs with prepare_wait() + the searching decrement + the heavy fence in
+  //     idle_loop(). Every path to sleep passes the heavy fence before its last re-check, so a
+  //     push a searcher missed is seen there, or this load sees the sleeper. The light half of
+  //     the asymmetric pair (atomics.hpp) suffices for that: a compiler barrier where membarrier
+  //     is available.
+  //  2. With the last searcher leaving to run a task: pairs with leave_searching_found_work()'s
+  //     seq_cst decrement + fence + work_visible(). That side has no heavy fence (it runs on
+  //     every wake-up), so only a full fence here makes it a Dekker pair: either this load sees
+  //     m_searching == 0 and we wake a sleeper ourselves, or the leaver's scan sees our task and
+  //     wakes one. Outside producers pay it (one locked instruction beside the CAS that claimed
+  //     the cell): their task would otherwise wait, with workers asleep, until a running task
+  //     ends. A worker's push keeps the light fence (fork-join's hot path): if the leaver's scan
+  //     misses it, the task waits in the pusher's own deque until a worker next looks there: the
+  //     pusher itself when its current task ends or waits in a group, any worker that finishes a
+  //     task and searches, or a parker, whose heavy-fenced re-check sees it. Delayed, not lost.
+  if (outside) {
+    fence_seq_cst();
+  } else {
+    asymmetric_fence_light();
+  }
   if (m_searching.load(k_fenced) == 0 && m_sleepers.has_waiters()) {
     m_sleepers.notify_one();
   }
@@ -568,10 +598,14 @@ void pool_impl::worker_main(worker& self) noexcept {
 
 void pool_impl::leave_searching_found_work() noexcept {
   // seq_cst: part of the sleeper protocol. If we were the last searcher, a task pushed while we
-  // searched may have skipped its wake-up because we were searching: wake a sleeper to look.
+  // searched may have skipped its wake-up because we were searching: wake a sleeper to take it,
+  // but only if there is such a task to take. Waking one unconditionally (as before issue 13)
+  // made every single post wake two workers: the first took the task and woke the second, which
+  // found nothing, spun and parked again (2 extra futex calls and a membarrier per post).
+  // pairs with: notify_work()'s fence + m_searching load (Dekker, see the case 2 there).
   if (m_searching.fetch_sub(1, std::memory_order_seq_cst) == 1) {
     fence_seq_cst();
-    if (m_sleepers.has_waiters()) {
+    if (m_sleepers.has_waiters() && work_visible()) {
       m_sleepers.notify_one();
     }
   }
@@ -608,7 +642,10 @@ bool pool_impl::idle_loop(worker& self) noexcept {
   notify_idle_waiters();
   task injected;
   for (;;) {
-    for (int round = 0; round < k_spin_rounds; ++round) {
+    const int limit = self.spin_limit;
+    const int yield_from = m_oversubscribed ? 0 : limit - limit / 4;
+    const auto spin_start = std::chrono::steady_clock::now();
+    for (int round = 0; round < limit; ++round) {
       // relaxed: re-checked with ordering before parking; here it only ends spinning early.
       if (m_exit.load(std::memory_order_relaxed)) {
         m_searching.fetch_sub(1, std::memory_order_relaxed);  // relaxed: the pool is exiting
@@ -618,15 +655,19 @@ bool pool_impl::idle_loop(worker& self) noexcept {
       bool contended = false;
       const found kind = find_work(self, node, injected, contended);
       if (kind != found::nothing) {
+        const auto found_at = std::chrono::steady_clock::now();
+        if (round > 0 && found_at - spin_start < k_spin_payoff) {
+          self.spin_limit = std::min(k_spin_rounds, 2 * limit);  // spinning paid off
+        }
         leave_searching_found_work();
-        self.busy_since = std::chrono::steady_clock::now();
+        self.busy_since = found_at;
         run_found(self, kind, node, injected);
         return true;
       }
       if (contended) {
         continue;  // lost a race: work exists, retry at once
       }
-      if (round < k_yield_after) {
+      if (round < yield_from) {
         for (int i = 0; i < k_pauses_per_round; ++i) {
           cpu_relax();
         }
@@ -634,16 +675,35 @@ bool pool_impl::idle_loop(worker& self) noexcept {
         std::this_thread::yield();
       }
     }
-    // Park. prepare_wait() announces us (seq_cst RMW + fence); we stop searching; then every
-    // source is re-checked. pairs with: notify_work() (fence, then m_searching/has_waiters()).
-    const event_count::key key = m_sleepers.prepare_wait();
+    // Park. We stop searching; prepare_wait() announces us (seq_cst RMW + fence); the heavy fence;
+    // then every source is re-checked. pairs with: notify_work() (fence, then m_searching and
+    // has_waiters()): either the re-check sees the task or the pusher sees the decremented
+    // m_searching and our announcement.
+    //
+    // The heavy fence (a membarrier: a few microseconds, plus an IPI to every CPU running one of
+    // our threads) is only for pushes by other workers, whose fence is the light one. If our
+    // announcement made every worker a waiter, no other worker is running a task: each must
+    // first leave the event count with an acquire RMW that reads from our increment's release
+    // sequence (event_count::prepare_wait(waiting)), so our decrement of m_searching, sequenced
+    // before the increment, happens-before all its later pushes and their m_searching loads see
+    // it. Outside producers' fence is full, and prepare_wait()'s fence_seq_cst() pairs with it.
+    // So the last worker to park, the common case of an idle pool, skips the membarrier. (The
+    // decrement comes before the announcement for this reason; in the other order the pusher's
+    // light fence would not be ordered after it. Either order is a Dekker pair with a full or
+    // heavy fence on our side: the pusher that reads m_searching == 0 then reads has_waiters()
+    // after its fence, and one that reads our stale count is matched by our re-check.)
     m_searching.fetch_sub(1, std::memory_order_seq_cst);
-    asymmetric_fence_heavy();  // pairs with: asymmetric_fence_light() in notify_work()
+    std::uint32_t waiting = 0;
+    const event_count::key key = m_sleepers.prepare_wait(waiting);
+    if (waiting < m_workers.size()) {
+      asymmetric_fence_heavy();  // pairs with: asymmetric_fence_light() in notify_work()
+    }
     if (m_exit.load(k_fenced) || work_visible()) {
       m_sleepers.cancel_wait();
       m_searching.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: see notify_work()
       continue;
     }
+    self.spin_limit = std::max(k_min_spin_rounds, limit / 2);  // spun for nothing: spin less
     notify_idle_waiters();
     self.stats.parks.add(1);  // relaxed: statistics
     m_sleepers.commit_wait(key);

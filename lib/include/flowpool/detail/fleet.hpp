@@ -107,6 +107,9 @@ class fleet {
   // A failed request was put back at the front of the queue, avoiding `server`.
   [[nodiscard]] fleet_slot* requeued(std::size_t avoid) noexcept;
   [[nodiscard]] bool is_shut_down() const noexcept { return m_shutdown; }
+  // A submit that wait_for_room() admitted did not queue after all (its push threw): if it had
+  // been woken for a freed place, that wake-up goes to another waiting submitter.
+  void room_unused() noexcept;
 
   // ---- Slots (lock held). ----
 
@@ -115,9 +118,8 @@ class fleet {
   [[nodiscard]] bool may_take(const fleet_slot& slot, std::size_t avoid) const noexcept;
   // Sleeps until woken (a push, a state change, shutdown) or, for an ejected server, its due time.
   void idle_wait(lock_type& lock, fleet_slot& slot) noexcept;
-  // The slot took an entry (as a probe if `probe`) at `now`, after it had been queued `waited`;
-  // `runs` is false for an expired entry (its wait is not a queue wait before a handler).
-  void took(fleet_slot& slot, bool probe, bool runs, clock::time_point now, std::chrono::nanoseconds waited) noexcept;
+  // The slot took an entry (as its server's probe if `probe`).
+  void took(fleet_slot& slot, bool probe) noexcept;
   // Whether another slot should be woken for what is still queued (queued > wakes in flight and
   // someone sleeps); the template then offers its entries' avoid marks to wake_for().
   [[nodiscard]] bool wake_wanted() const noexcept;
@@ -126,13 +128,22 @@ class fleet {
   // `attempt` is 1-based; `retry_possible` is false when the template could not reserve room.
   [[nodiscard]] failure_decision decide(fleet_slot& slot, attempt_outcome outcome, std::size_t attempt,
                                         bool retry_possible, clock::time_point now) noexcept;
-  // The attempt is over: accounts its handler time and the slot's busy time (`started` .. `ended`),
-  // the success for the ejection state machine, and, when `final`, the request as done with
-  // `outcome` (succeeded, or the final failure; expired entries use expired() instead).
-  void finished(fleet_slot& slot, attempt_outcome outcome, bool final, clock::time_point started,
-                std::chrono::nanoseconds handler_time, clock::time_point ended) noexcept;
-  // An expired entry has been reported and destroyed.
-  void expired(fleet_slot& slot, clock::time_point started, clock::time_point ended) noexcept;
+  // The attempt is over (lock held): the success for the ejection state machine, and, when `final`,
+  // the request as done with `outcome` (succeeded, or the final failure).
+  void finished(fleet_slot& slot, attempt_outcome outcome, bool final) noexcept;
+  // An expired entry has been reported and destroyed (lock held).
+  void expired() noexcept;
+
+  // ---- A slot's own accounting: on its thread, WITHOUT the lock (single writer, see fleet.cpp). ----
+
+  // It took an entry at `now` that had been queued `waited`; `runs` is false for an expired entry.
+  void record_take(fleet_slot& slot, bool runs, clock::time_point now, std::chrono::nanoseconds waited) const noexcept;
+  // An attempt from `started` (its take) to `ended` (request destroyed, callbacks done).
+  void record_attempt(fleet_slot& slot, attempt_outcome outcome, clock::time_point started,
+                      std::chrono::nanoseconds handler_time, clock::time_point ended) const noexcept;
+  // Busy time of an expired entry (or of any other work between a take and the next wait).
+  void record_busy(fleet_slot& slot, clock::time_point started, clock::time_point ended) const noexcept;
+
   // The slot's thread is about to end (its state destroyed); locks itself.
   void slot_exited(fleet_slot& slot) noexcept;
 
@@ -158,6 +169,7 @@ class fleet {
                                   clock::time_point now) const noexcept;
   [[nodiscard]] fleet_slot* wake_in(fleet_server& server) noexcept;
   void wake_all() noexcept;
+  void end_ejections() noexcept;
   void eject(fleet_server& server, clock::time_point now) noexcept;
   void done_one() noexcept;
   [[nodiscard]] bool budget_allows(clock::time_point now) noexcept;
