@@ -6,6 +6,8 @@
 #   MODE=tsan              install into a staging prefix, then build tsan_consumer/ with
 #                          -fsanitize=thread against that normal (uninstrumented) install and run
 #                          it with TSAN_OPTIONS=halt_on_error=1:exitcode=66: any report fails
+#   MODE=redis             install into a staging prefix, then build redis_consumer/ with
+#                          find_package(flowpool COMPONENTS redis) and run it, and the installed worker
 cmake_minimum_required(VERSION 3.25)
 
 function(run)
@@ -55,6 +57,21 @@ if(MODE STREQUAL "tsan")
   run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
   set(ENV{TSAN_OPTIONS} "halt_on_error=1:exitcode=66")
   run(${WORK_DIR}/build/tsan_consumer)
+  return()
+endif()
+if(MODE STREQUAL "redis")
+  # Component redis: find_package(flowpool COMPONENTS redis) against a staged install, and the
+  # installed flowpool-redis-worker runs.
+  set(prefix ${WORK_DIR}/stage)
+  run(${CMAKE_COMMAND} --install ${FLOWPOOL_BUILD_DIR} --prefix ${prefix} --config ${CONFIG})
+  if(NOT EXISTS ${prefix}/include/flowpool/redis/stream_source.hpp OR EXISTS ${prefix}/include/flowpool/redis/src)
+    message(FATAL_ERROR "installed redis header tree is wrong under ${prefix}/include/flowpool/redis")
+  endif()
+  run(${prefix}/bin/flowpool-redis-worker --help)
+  run(${CMAKE_COMMAND} -S ${CMAKE_CURRENT_LIST_DIR}/redis_consumer -B ${WORK_DIR}/build -G ${GENERATOR}
+      -DCMAKE_BUILD_TYPE=${CONFIG} -DCMAKE_PREFIX_PATH=${prefix})
+  run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
+  run(${WORK_DIR}/build/redis_consumer)
   return()
 endif()
 if(MODE STREQUAL "find_package")
