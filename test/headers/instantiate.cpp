@@ -14,6 +14,10 @@
 
 namespace strict_check {
 
+// A plain function as a server_pool handler (it decays to a pointer; the header's emptiness check
+// must not draw -Waddress on it).
+inline void plain_handler(flowpool::slot_id, int&) {}
+
 struct request {
   int payload = 0;
 };
@@ -92,10 +96,15 @@ int use_everything() {
   (void)fleet.add_server(1);
   fleet.drain_server(1);
   fleet.join();
+  flowpool::server_pool<int> by_function({.servers = 1, .slots_per_server = 1}, plain_handler);
+  (void)by_function.submit(1);
+  by_function.join();
+  const std::size_t queued_now = by_function.queued();
   const flowpool::server_pool_stats fleet_stats = fleet.stats();
   const auto fleet_sum = fleet_stats.queue_wait.p99().count() + fleet_stats.total_handler_time().p50().count() +
                          static_cast<std::chrono::nanoseconds::rep>(fleet.server_count()) +
-                         (fleet.state(0) == flowpool::server_state::serving ? 1 : 0);
+                         (fleet.state(0) == flowpool::server_state::serving ? 1 : 0) +
+                         static_cast<std::chrono::nanoseconds::rep>(queued_now);
 
   return answer.get() + static_cast<int>(sum) + static_cast<int>(fleet_sum % 2) + static_cast<int>(left.size()) +
          (got ? 1 : 0) + (one ? 1 : 0);

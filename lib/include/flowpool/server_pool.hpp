@@ -789,6 +789,14 @@ class server_pool {
     return m_fleet.is_shut_down();
   }
 
+  /// @brief Requests waiting in the queue now (retries included), possibly stale by the time it
+  /// returns; cheaper than `stats()` (no allocation). Any thread; never throws.
+  /// @return the queued count.
+  [[nodiscard]] std::size_t queued() const noexcept {
+    std::lock_guard<std::mutex> lock(m_fleet.mutex());
+    return m_fleet.queued();
+  }
+
   /// @brief Requests accepted and not yet done (queued plus running), possibly stale by the time
   /// it returns. Any thread; never throws.
   /// @return the unfinished count.
@@ -850,7 +858,7 @@ class server_pool {
     if constexpr (std::is_null_pointer_v<stored>) {
       throw std::invalid_argument("flowpool::server_pool: handler must not be empty");
     } else if constexpr (std::is_pointer_v<stored> || detail::is_std_function<stored>::value) {
-      if (!handler) {
+      if (detail::is_empty_callable<stored>(handler)) {
         throw std::invalid_argument("flowpool::server_pool: handler must not be empty");
       }
     }

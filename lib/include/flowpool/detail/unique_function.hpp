@@ -17,6 +17,13 @@ struct is_std_function : std::false_type {};
 template <class Sig>
 struct is_std_function<std::function<Sig>> : std::true_type {};
 
+// Whether a function pointer, member pointer or std::function is empty. A function, not an
+// expression at the call site: `!f` on a function reference there draws -Waddress.
+template <class P>
+[[nodiscard]] constexpr bool is_empty_callable(const P& p) noexcept {
+  return !p;
+}
+
 template <class Sig>
 class unique_function;
 
@@ -36,7 +43,7 @@ class unique_function<R(Args...)> {
   {
     using stored = std::decay_t<F>;
     if constexpr (std::is_pointer_v<stored> || std::is_member_pointer_v<stored> || is_std_function<stored>::value) {
-      if (!f) {
+      if (is_empty_callable<stored>(f)) {
         return;
       }
     }
