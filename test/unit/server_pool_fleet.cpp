@@ -744,6 +744,41 @@ TEST_SUITE("server_pool fleet") {
     CHECK(expired == std::vector<int>{1, 3});
   }
 
+  TEST_CASE("odd timeouts: NaN and zero make one try, a huge one waits without limit or sets no deadline" *
+            doctest::timeout(30)) {
+    gate release;
+    std::latch holding(1);
+    std::atomic<int> expired{0};
+    server_pool_options options = fleet_options(1, 1);
+    options.queue_capacity = 1;
+    server_pool_callbacks<int> callbacks;
+    callbacks.on_expired = [&](int&) { expired.fetch_add(1); };
+    server_pool<int> pool(
+        options,
+        [&](slot_id, int& r) {
+          if (r == 0) {
+            holding.count_down();
+            release.wait();
+          }
+        },
+        std::move(callbacks));
+    REQUIRE(pool.submit(0));
+    holding.wait();
+    REQUIRE(pool.submit(1, flowpool::queue_deadline::in(std::chrono::duration<double>(1e300))));  // no deadline
+    // The queue is full: a NaN or zero wait for room is one try, and it fails at once.
+    CHECK_FALSE(pool.submit_for(2, std::chrono::duration<double>(std::nan(""))));
+    CHECK_FALSE(pool.submit_for(3, 0ms));
+    CHECK_FALSE(pool.join_for(std::chrono::duration<double>(std::nan(""))));
+    release.open();
+    pool.join();
+    // A NaN queue deadline has already passed: the request expires instead of running.
+    REQUIRE(pool.submit(4, flowpool::queue_deadline::in(std::chrono::duration<double>(std::nan("")))));
+    pool.join();
+    CHECK(pool.stats().succeeded == 2);
+    CHECK(pool.stats().expired == 1);
+    CHECK(expired.load() == 1);
+  }
+
   TEST_CASE("a pool default queue_timeout expires what waits too long; a deadline without on_expired is refused" *
             doctest::timeout(30)) {
     gate release;

@@ -3,6 +3,7 @@
 /// all taking requests from one shared bounded queue.
 #pragma once
 
+#include <flowpool/detail/deadline.hpp>
 #include <flowpool/detail/fleet.hpp>
 #include <flowpool/detail/ring_buffer.hpp>
 #include <flowpool/detail/thread_start.hpp>
@@ -106,13 +107,8 @@ struct queue_deadline {
   /// @return the deadline.
   template <class Rep, class Period>
   [[nodiscard]] static queue_deadline in(const std::chrono::duration<Rep, Period>& timeout) noexcept {
-    using clock = std::chrono::steady_clock;
-    const clock::time_point now = clock::now();
-    using wide = std::chrono::duration<double, std::nano>;
-    if (wide(timeout) >= wide(clock::time_point::max() - now)) {
-      return queue_deadline{};  // too far to represent: no deadline
-    }
-    return queue_deadline{now + std::chrono::ceil<clock::duration>(timeout)};
+    // A zero, negative or NaN timeout: already passed; one too large to represent: none.
+    return queue_deadline{detail::deadline::after(timeout).as_time_point()};
   }
 };
 
@@ -941,42 +937,33 @@ class server_pool {
     }
   }
 
-  void join_threads_locked() noexcept {
-    for (auto& [record, thread] : m_threads) {
-      (void)record;
-      if (thread.joinable()) {
-        thread.join();
+  using thread_list = std::vector<std::pair<detail::fleet_slot*, std::thread>>;
+
+  static void join_each(thread_list& threads) noexcept {
+    for (auto& entry : threads) {
+      if (entry.second.joinable()) {
+        entry.second.join();
       }
     }
-    m_threads.clear();
+    threads.clear();
   }
+
+  // m_membership held (the constructor's failure path).
+  void join_threads_locked() noexcept { join_each(m_threads); }
 
   void join_all_threads() noexcept {
     // Shut down first (by the caller), so no add_server() passes its check after this lock.
-    std::vector<std::pair<detail::fleet_slot*, std::thread>> threads;
+    thread_list threads;
     {
       std::lock_guard<std::mutex> membership(m_membership);
       threads.swap(m_threads);
     }
-    for (auto& [record, thread] : threads) {
-      (void)record;
-      if (thread.joinable()) {
-        thread.join();
-      }
-    }
+    join_each(threads);
   }
 
   template <class Rep, class Period>
   static clock::time_point room_deadline(const std::chrono::duration<Rep, Period>& timeout) noexcept {
-    if (timeout <= timeout.zero()) {
-      return clock::time_point::min();
-    }
-    const clock::time_point now = clock::now();
-    using wide = std::chrono::duration<double, std::nano>;
-    if (wide(timeout) >= wide(clock::time_point::max() - now)) {
-      return clock::time_point::max();
-    }
-    return now + std::chrono::ceil<clock::duration>(timeout);
+    return detail::deadline::after(timeout).as_time_point();  // min: one try; max: no limit (NaN: one try)
   }
 
   void throw_if_on_own_slot(const char* what) const {
@@ -1252,7 +1239,7 @@ class server_pool {
   detail::ring_buffer<entry> m_queue;  // first attempts, in submit order (guarded by m_fleet.mutex())
   std::list<entry> m_retries;          // retries, oldest first: the front of the queue (same guard)
   std::mutex m_membership;             // serialises add_server() and the thread list's owners
-  std::vector<std::pair<detail::fleet_slot*, std::thread>> m_threads;  // guarded by m_membership
+  thread_list m_threads;               // guarded by m_membership
 };
 
 }  // namespace flowpool

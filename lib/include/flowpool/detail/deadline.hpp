@@ -49,6 +49,9 @@ class deadline {
   }
 
   [[nodiscard]] bool is_never() const noexcept { return !m_at.has_value(); }
+  // The deadline as one time point: time_point::max() for never, time_point::min() for a deadline
+  // that had already passed when it was made.
+  [[nodiscard]] clock::time_point as_time_point() const noexcept { return m_at.value_or(clock::time_point::max()); }
   [[nodiscard]] bool passed() const noexcept {
     return m_at.has_value() && (*m_at == clock::time_point::min() || clock::now() >= *m_at);
   }
