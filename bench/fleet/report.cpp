@@ -1,4 +1,5 @@
 #include "report.hpp"
+#include "text_format.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -19,19 +20,8 @@ double to_us(std::chrono::nanoseconds d) noexcept {
   return std::chrono::duration<double, std::micro>(d).count();
 }
 
-std::string fixed(double value, int decimals) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
-  return buffer;
-}
-
-std::string pad(const std::string& text, std::size_t width, bool right = true) {
-  if (text.size() >= width) {
-    return text;
-  }
-  const std::string fill(width - text.size(), ' ');
-  return right ? fill + text : text + fill;
-}
+using flowpool_bench::fixed;
+using flowpool_bench::pad;
 
 double quantile(std::vector<double> values, double p) {
   if (values.empty()) {

@@ -1,4 +1,5 @@
 #include "comparison.hpp"
+#include "text_format.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -13,20 +14,6 @@
 
 namespace flowpool_bench {
 namespace {
-
-std::string fixed(double value, int decimals) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
-  return buffer;
-}
-
-std::string pad(const std::string& text, std::size_t width, bool right = true) {
-  if (text.size() >= width) {
-    return text;
-  }
-  const std::string fill(width - text.size(), ' ');
-  return right ? fill + text : text + fill;
-}
 
 std::string describe(const scenario_config& c) {
   std::string model;

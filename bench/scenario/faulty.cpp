@@ -1,5 +1,6 @@
 // The faulty-fleet mode: metrics, the table and the targets of issue 10 (see faulty.hpp).
 #include "faulty.hpp"
+#include "text_format.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -9,20 +10,6 @@
 
 namespace flowpool_bench {
 namespace {
-
-std::string fixed(double value, int decimals) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
-  return buffer;
-}
-
-std::string pad(const std::string& text, std::size_t width, bool right = true) {
-  if (text.size() >= width) {
-    return text;
-  }
-  const std::string fill(width - text.size(), ' ');
-  return right ? fill + text : text + fill;
-}
 
 double overlap_ms(bench_clock::time_point a0, bench_clock::time_point a1, bench_clock::time_point b0,
                   bench_clock::time_point b1) {
