@@ -114,16 +114,16 @@ TEST_SUITE("redis::stream_source") {
     constexpr std::size_t k_slots = 2;
     using source_t = stream_source<job>;
     std::atomic<std::size_t> worst_unfinished{0};  // relaxed: a max, read after join()
-    source_t* self = nullptr;
+    // The handler reaches the pool through its slot_context: a pointer to `src` stored after the
+    // constructor returned would race with slots that already run (TSan caught exactly that).
     source_t src(source_options(server), pool_options(1, k_slots, k_queue), parse_job,
-                 [&](flowpool::slot_id, source_t::message_type&) {
-                   std::this_thread::sleep_for(5ms);
-                   const std::size_t u = self->pool().unfinished();
+                 [&](source_t::context_type& ctx, source_t::message_type&) {
+                   std::this_thread::sleep_for(5ms);  // the slow fleet's service time, not a synchronisation
+                   const std::size_t u = ctx.pool().unfinished();
                    std::size_t w = worst_unfinished.load(std::memory_order_relaxed);
                    while (u > w && !worst_unfinished.compare_exchange_weak(w, u, std::memory_order_relaxed)) {
                    }
                  });
-    self = &src;
     long long max_undelivered = 0;
     bool saw_backlog_in_redis = false;
     REQUIRE(poll_until(
