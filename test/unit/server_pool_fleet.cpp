@@ -307,6 +307,44 @@ TEST_SUITE("server_pool fleet") {
     CHECK(std::count(probes.begin(), probes.end(), true) == 3);
   }
 
+  TEST_CASE("each failed probe doubles the ejection, up to max_eject_for (or 32 * eject_for by default)" *
+            doctest::timeout(60)) {
+    // One server, one slot, eject_after = 1: every failure ejects it again (a failed probe), and
+    // the single request is retried until its last attempt succeeds. The lengths of the ejections
+    // are read from stats().servers[0].last_ejection after each one (the handler sees the previous
+    // ejection's length while it runs the next probe).
+    const auto lengths = [](std::chrono::milliseconds eject_for, std::chrono::milliseconds max_eject_for,
+                            int failures) {
+      server_pool_options options = fleet_options(1, 1);
+      options.max_attempts = static_cast<std::size_t>(failures) + 1;
+      options.eject_after = 1;
+      options.eject_for = eject_for;
+      options.max_eject_for = max_eject_for;
+      options.retry_budget_ratio = INFINITY;       // this test is about ejection, not the retry budget
+      std::vector<std::chrono::nanoseconds> seen;  // written by the one slot, read after join()
+      int left = failures;
+      server_pool<int> pool(options, [&](slot_context<int>& ctx, int&) {
+        seen.push_back(ctx.pool().stats().servers[0].last_ejection);
+        if (left-- > 0) {
+          throw std::runtime_error("down");
+        }
+      });
+      REQUIRE(pool.submit(1));
+      pool.join();
+      const flowpool::server_pool_stats stats = pool.stats();
+      CHECK(stats.succeeded == 1);
+      CHECK(stats.servers[0].ejections == static_cast<std::uint64_t>(failures));
+      CHECK(pool.state(0) == server_state::serving);  // the last probe succeeded
+      seen.push_back(stats.servers[0].last_ejection);
+      return seen;  // seen[0] is before any ejection; seen[k] the k-th ejection's length
+    };
+    using ns = std::chrono::nanoseconds;
+    const std::vector<ns> capped = lengths(1ms, 3ms, 4);
+    CHECK(capped == std::vector<ns>{ns{0}, 1ms, 2ms, 3ms, 3ms, 3ms});
+    const std::vector<ns> by_default = lengths(1ms, 0ms, 7);  // 1, 2, ..., 32, then it stays at 32
+    CHECK(by_default == std::vector<ns>{ns{0}, 1ms, 2ms, 4ms, 8ms, 16ms, 32ms, 32ms, 32ms});
+  }
+
   TEST_CASE("all servers ejected: the queue backs up and submitters block, then it drains once one returns" *
             doctest::timeout(60)) {
     constexpr std::size_t k_capacity = 4;
@@ -567,6 +605,16 @@ TEST_SUITE("server_pool fleet") {
     o = {};
     o.queue_timeout = -1ms;
     CHECK_THROWS_WITH_AS(make(o), doctest::Contains("options.queue_timeout"), std::invalid_argument);
+    o = {};
+    o.eject_after = 1;
+    o.eject_for = 100ms;
+    o.max_eject_for = 99ms;
+    CHECK_THROWS_WITH_AS(make(o), doctest::Contains("options.max_eject_for must be at least eject_for"),
+                         std::invalid_argument);
+    o.max_eject_for = -1ms;
+    CHECK_THROWS_WITH_AS(make(o), doctest::Contains("options.max_eject_for"), std::invalid_argument);
+    o.max_eject_for = std::chrono::hours(24 * 365 * 300);
+    CHECK_THROWS_WITH_AS(make(o), doctest::Contains("options.max_eject_for"), std::invalid_argument);
     o = {};
     o.queue_timeout = 5ms;  // without on_expired
     CHECK_THROWS_WITH_AS(make(o), doctest::Contains("on_expired"), std::invalid_argument);

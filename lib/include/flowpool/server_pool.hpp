@@ -168,8 +168,15 @@ struct server_pool_options {
   /// Consecutive failed attempts (a `permanent_error` is not one) that eject a server; 0 = never.
   std::size_t eject_after = 0;
   /// The first ejection of a server; each further ejection without a successful probe in between
-  /// lasts twice as long as the one before, up to 32 times this. Must be positive if `eject_after` is set.
+  /// lasts twice as long as the one before, up to 32 times this (or `max_eject_for`, if shorter).
+  /// Must be positive if `eject_after` is set; at most a year.
   std::chrono::milliseconds eject_for{1000};
+  /// The longest one ejection may last (Envoy's `max_ejection_time`): the doubling stops there.
+  /// 0 = `32 * eject_for`. If set, at least `eject_for` and at most a year. Lower it when outages
+  /// are short next to `32 * eject_for`: a server that is back waits out the rest of its period
+  /// (half of it on average) before its probe, so the cap bounds that wait, at the cost of one
+  /// probe (one attempt of a request, which is then retried) per `max_eject_for` while it is down.
+  std::chrono::milliseconds max_eject_for{0};
   /// At most this share (in percent, 0 to 100) of the servers that are not draining may be
   /// ejected at once; at least one server may always be. 100 = no cap (see above).
   std::size_t max_ejected_percent = 100;
@@ -197,6 +204,9 @@ struct server_stats {
   server_state state = server_state::serving;  ///< Its state at the time of the call.
   std::chrono::nanoseconds busy{0};            ///< Time its slots spent serving finished attempts.
   latency_histogram handler_time;              ///< The duration of each handler call, returned or thrown.
+  /// The length of its latest ejection (0 if it was never ejected): `eject_for`, doubled per
+  /// ejection in a row, capped at `max_eject_for`.
+  std::chrono::nanoseconds last_ejection{0};
 
   /// @brief Attempts that returned normally. Any thread; never throws.
   /// @return `handled - failed`.
@@ -406,10 +416,11 @@ inline thread_local const void* t_current_server_pool = nullptr;
 ///   queue, avoiding the server that failed it while another server is serving. Otherwise it fails
 ///   for good: `on_failure` gets the request, then `on_error` the exception, once per request.
 /// - **Ejection.** `eject_after` consecutive failed attempts eject a server for `eject_for`
-///   (doubling on each ejection in a row, up to 32 times): its slots sleep, then exactly one slot
-///   takes one request as a probe. A probe that succeeds makes the server `serving` again and
-///   resets its ejection time; one that fails ejects it again. While every server is ejected,
-///   requests wait in the queue and backpressure applies; nothing is dropped.
+///   (doubling on each ejection in a row, up to `max_eject_for`, by default 32 times `eject_for`):
+///   its slots sleep, then exactly one slot takes one request as a probe. A probe that succeeds
+///   makes the server `serving` again and resets its ejection time; one that fails ejects it
+///   again. While every server is ejected, requests wait in the queue and backpressure applies;
+///   nothing is dropped.
 /// - **Membership.** `add_server()` starts a new server at any time before shutdown;
 ///   `drain_server()` lets one finish what it runs and stop. Indices are never reused.
 /// - **Queue deadlines.** A request still queued past its deadline (per request, or

@@ -69,6 +69,14 @@ void validate(const server_pool_options& options) {
   if (options.eject_for > k_year) {
     bad_option("eject_for must be at most a year (got " + std::to_string(options.eject_for.count()) + " ms)");
   }
+  if (options.max_eject_for.count() < 0 || options.max_eject_for > k_year) {
+    bad_option("max_eject_for must be 0 (32 * eject_for) or up to a year (got " +
+               std::to_string(options.max_eject_for.count()) + " ms)");
+  }
+  if (options.eject_after > 0 && options.max_eject_for.count() > 0 && options.max_eject_for < options.eject_for) {
+    bad_option("max_eject_for must be at least eject_for (got " + std::to_string(options.max_eject_for.count()) +
+               " ms < " + std::to_string(options.eject_for.count()) + " ms)");
+  }
   if (options.retry_budget_window > k_year) {
     bad_option("retry_budget_window must be at most a year (got " +
                std::to_string(options.retry_budget_window.count()) + " ms)");
@@ -131,7 +139,8 @@ struct fleet_server {
   std::size_t consecutive = 0;
   std::uint64_t ejections = 0;
   std::uint64_t retried = 0;
-  std::uint32_t multiplier = 1;  // the next ejection lasts eject_for * multiplier
+  std::uint32_t multiplier = 1;  // the next ejection lasts min(eject_for * multiplier, max_eject_for)
+  fleet::clock::duration last_ejection{0};
   fleet::clock::time_point until{};
   bool probe_out = false;   // a slot took the probe and has not reported its result
   bool probe_wake = false;  // a slot was woken to probe: wake no second one for the same probe
@@ -153,6 +162,9 @@ fleet::fleet(const server_pool_options& options)
       m_max_attempts(options.max_attempts),
       m_eject_after(options.eject_after),
       m_eject_for(options.eject_for),
+      m_max_eject_for(options.max_eject_for.count() > 0
+                          ? std::chrono::nanoseconds(options.max_eject_for)
+                          : std::chrono::nanoseconds(options.eject_for) * static_cast<int>(k_max_multiplier)),
       m_max_ejected_percent(options.max_ejected_percent),
       m_budget_ratio(options.retry_budget_ratio),
       m_budget_floor_per_second(options.retry_budget_min_per_second),
@@ -554,7 +566,8 @@ void fleet::eject(fleet_server& server, clock::time_point now) noexcept {
     ++m_ejected;
     server.state = server_state::ejected;
   }
-  server.until = now + m_eject_for * server.multiplier;
+  server.last_ejection = std::min(m_eject_for * server.multiplier, m_max_eject_for);
+  server.until = now + server.last_ejection;
   server.multiplier = std::min(server.multiplier * 2, k_max_multiplier);
   ++server.ejections;
   server.consecutive = 0;
@@ -773,6 +786,7 @@ void fleet::fill_stats(server_pool_stats& out) const {
       s.slots = server.slots.size();
       s.state = server.state;
       s.ejections = server.ejections;
+      s.last_ejection = server.last_ejection;
       s.retried = server.retried;
       for (const auto& slot : server.slots) {
         slots.push_back(slot.get());

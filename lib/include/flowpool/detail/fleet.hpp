@@ -186,6 +186,7 @@ class fleet {
   std::size_t m_max_attempts;
   std::size_t m_eject_after;
   std::chrono::nanoseconds m_eject_for;
+  std::chrono::nanoseconds m_max_eject_for;  // max_eject_for, or 32 * eject_for when that is 0
   std::size_t m_max_ejected_percent;
   double m_budget_ratio;
   double m_budget_floor_per_second;
