@@ -31,7 +31,8 @@ fleet_result run_fleet_server_pool(const fleet_config& config, local_fleet& flee
                                                .name = "fleet",
                                                .max_attempts = config.max_attempts,
                                                .eject_after = config.eject_after,
-                                               .eject_for = config.eject_for},
+                                               .eject_for = config.eject_for,
+                                               .max_eject_for = config.max_eject_for},
                  [&](flowpool::slot_id id) { return slot_connection(ports[id.server], config); },
                  [&](pool_type::context_type& ctx, fleet_request& r) {
                    const flowpool::slot_id where = ctx.slot();
@@ -70,7 +71,8 @@ fleet_result run_fleet_server_pool(const fleet_config& config, local_fleet& flee
     }
     const flowpool::server_pool_stats stats = pool.stats();
     if (watched < stats.servers.size()) {
-      out.samples.push_back({bench_clock::now(), stats.servers[watched].state, stats.servers[watched].ejections});
+      const flowpool::server_stats& s = stats.servers[watched];
+      out.samples.push_back({bench_clock::now(), s.state, s.ejections, s.last_ejection});
     }
   };
   run_fault_plan(context, fleet, result, sample);

@@ -122,6 +122,8 @@ options parse(int argc, char** argv) {
       o.config.eject_after = to_size(flag, value);
     } else if (flag == "--eject-for") {
       o.config.eject_for = std::chrono::milliseconds(to_size(flag, value));
+    } else if (flag == "--max-eject-for") {
+      o.config.max_eject_for = std::chrono::milliseconds(to_size(flag, value));
     } else if (flag == "--read-timeout") {
       o.config.read_timeout = std::chrono::milliseconds(to_size(flag, value));
     } else if (flag == "--plot") {

@@ -32,23 +32,22 @@ double quantile(std::vector<double> values, double p) {
   return values[rank == 0 ? 0 : rank - 1];
 }
 
-// The ejection period in force when the fault was healed: eject_for * 2^(n-1), capped at 32x,
-// where n is the fault server's ejection count at that moment (server_pool samples only).
+// The ejection period in force when the fault was healed: the fault server's last_ejection in the
+// last sample taken before it (server_pool samples only; nullopt if it was serving then).
 std::optional<std::chrono::milliseconds> period_at_heal(const fleet_result& r) {
   if (!r.heal_time || r.samples.empty()) {
     return std::nullopt;
   }
-  std::uint64_t n = 0;
+  const state_sample* last = nullptr;
   for (const state_sample& s : r.samples) {
     if (s.at <= *r.heal_time) {
-      n = s.ejections;
+      last = &s;
     }
   }
-  if (n == 0) {
+  if (last == nullptr || last->state != flowpool::server_state::ejected) {
     return std::nullopt;
   }
-  const std::uint64_t factor = std::uint64_t{1} << std::min<std::uint64_t>(n - 1, 5);
-  return r.config.eject_for * static_cast<long>(factor);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(last->last_ejection);
 }
 
 }  // namespace
@@ -128,7 +127,8 @@ void print_table(const fleet_outcome& o, std::ostream& out) {
       << fixed(c.scenario.max_ms, 1) << " ms, burst " << c.scenario.burst << ", budget " << c.scenario.budget
       << ", seed " << c.scenario.seed << "; timeouts connect " << c.connect_timeout.count() << " ms, read "
       << c.read_timeout.count() << " ms; max_attempts " << c.max_attempts << " (every design)";
-  out << "; server_pool eject_after " << c.eject_after << ", eject_for " << c.eject_for.count() << " ms\n";
+  out << "; server_pool eject_after " << c.eject_after << ", eject_for " << c.eject_for.count() << " ms, max_eject_for "
+      << (c.max_eject_for.count() > 0 ? std::to_string(c.max_eject_for.count()) + " ms" : "32 x eject_for") << "\n";
   if (c.fault != fault_kind::none) {
     out << "  fault: " << to_string(c.fault) << " server " << c.fault_server << " at " << fixed(100 * c.fault_at, 0)
         << " % of the budget done, " << (c.fault == fault_kind::kill ? "restarted on the same port" : "healed")

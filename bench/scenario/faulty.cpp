@@ -167,9 +167,10 @@ void print_faulty_table(const faulty_outcome& outcome, std::ostream& out) {
       << p.slow_server << " serves " << fixed(p.slow_factor, 0) << "x slower\n";
   out << "  both designs: max_attempts " << p.max_attempts
       << "; batch-then-wait resubmits a failed request to the back of its queue; server_pool: eject_after "
-      << p.eject_after << ", eject_for " << p.eject_for.count() << " ms, retry budget "
-      << fixed(100 * p.retry_budget_ratio, 0) << " % + " << fixed(p.retry_budget_min_per_second, 0) << "/s over "
-      << p.retry_budget_window.count() << " ms\n";
+      << p.eject_after << ", eject_for " << p.eject_for.count() << " ms, max_eject_for "
+      << (p.max_eject_for.count() > 0 ? std::to_string(p.max_eject_for.count()) + " ms" : "32 x eject_for")
+      << ", retry budget " << fixed(100 * p.retry_budget_ratio, 0) << " % + " << fixed(p.retry_budget_min_per_second, 0)
+      << "/s over " << p.retry_budget_window.count() << " ms\n";
   out << "  each design ran " << runs << "x, interleaved; the run with the median throughput is shown\n\n";
   const std::string header = pad("design", 16, false) + pad("lost", 5) + pad("failed", 7) + pad("makespan ms", 12) +
                              pad("req/s", 7) + pad("lat p50 ms", 11) + pad("lat p99 ms", 11) + pad("window ms", 10) +

@@ -33,6 +33,7 @@ faulty_result run_faulty_server_pool(const scenario_config& config, const fault_
                                     .max_attempts = plan.max_attempts,
                                     .eject_after = plan.eject_after,
                                     .eject_for = plan.eject_for,
+                                    .max_eject_for = plan.max_eject_for,
                                     .retry_budget_ratio = plan.retry_budget_ratio,
                                     .retry_budget_min_per_second = plan.retry_budget_min_per_second,
                                     .retry_budget_window = plan.retry_budget_window},

@@ -146,6 +146,8 @@ options parse(int argc, char** argv) {
       if (o.plan.eject_for.count() == 0) {
         throw std::invalid_argument("--eject-for-ms: must be at least 1 (got 0)");
       }
+    } else if (flag == "--max-eject-for-ms") {
+      o.plan.max_eject_for = std::chrono::milliseconds(to_size(flag, value));
     } else if (flag == "--json") {
       o.json = value;
     } else if (flag == "--plot") {
