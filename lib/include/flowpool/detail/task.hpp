@@ -98,8 +98,12 @@ class group_state {
 
   // Clears the cancellation once no task of the group is pending. The waiting thread only.
   void end_cancel() noexcept {
-    // relaxed: no task of the group is pending, so no skip decision of this round reads it.
-    if (m_canceled.exchange(false, std::memory_order_relaxed)) {
+    // The load first: an exchange is a locked instruction even when it finds `false`, and this
+    // runs at the end of every wait() and in the destructor (issue 13). A cancel() that
+    // happens-before the call is seen by the load (coherence); one concurrent with it may stay in
+    // effect, as if it came just after the return (the exchange alone allowed that too).
+    // relaxed (both): no task of the group is pending, so no skip decision of this round reads it.
+    if (m_canceled.load(std::memory_order_relaxed) && m_canceled.exchange(false, std::memory_order_relaxed)) {
       // relaxed: a count that stays too high for a moment only costs a needless flag check.
       g_cancellations.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -215,6 +219,13 @@ class group_state {
   // capture() is between its two steps), waits for the record: that task may be one the wait
   // covers whose own error capture() dropped because this one was first.
   [[nodiscard]] std::exception_ptr take_error() noexcept {
+    // The common case without a CAS (a failed CAS is still a locked instruction, and this runs at
+    // the end of every wait(); issue 13). relaxed: k_no_error has nothing to read. A covered task's
+    // capture() finished before its end, which happens-before this call, so its k_recorded (only
+    // this thread moves it on) is what the load sees then; k_no_error means no covered error.
+    if (m_error_state.load(std::memory_order_relaxed) == k_no_error) {
+      return nullptr;
+    }
     std::uint8_t expected = k_recorded;
     // acquire, pairs with: capture()'s release store of k_recorded; makes m_error readable.
     // relaxed failure: k_no_error means nothing to read; k_writing is retried.
