@@ -2,8 +2,10 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -36,6 +38,42 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::second
   }
   return true;
 }
+
+// A one-shot gate: wait() blocks until open(), which may be called any number of times. Tests hold
+// handlers with it until the test thread has observed what it checks (the opener decides; nothing
+// sleeps). Pair it with an open_on_exit declared after the pool or source whose handlers wait, so
+// that a failed REQUIRE opens it before that object's destructor joins the waiting handlers.
+class gate {
+ public:
+  void open() {
+    {
+      const std::lock_guard<std::mutex> lock(m_mutex);
+      m_open = true;
+    }
+    m_cv.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lock(m_mutex);
+    m_cv.wait(lock, [this] { return m_open; });
+  }
+
+ private:
+  std::mutex m_mutex;
+  std::condition_variable m_cv;
+  bool m_open = false;
+};
+
+// Opens a gate when it goes out of scope.
+class open_on_exit {
+ public:
+  explicit open_on_exit(gate& g) noexcept : m_gate(g) {}
+  open_on_exit(const open_on_exit&) = delete;
+  open_on_exit& operator=(const open_on_exit&) = delete;
+  ~open_on_exit() { m_gate.open(); }
+
+ private:
+  gate& m_gate;
+};
 
 // Small deterministic hash (splitmix64) for reproducible "random" choices in stress tests.
 inline std::uint64_t mix(std::uint64_t x) noexcept {
