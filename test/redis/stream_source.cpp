@@ -253,7 +253,7 @@ TEST_SUITE("redis::stream_source") {
     redis_client c(server.socket());
     fill(c, 50);
     std::latch started(1);
-    std::latch release(1);
+    flowpool_test::gate release;
     std::atomic<int> calls{0};  // relaxed: a count, read after join()
     using source_t = stream_source<job>;
     source_t src(source_options(server), pool_options(1, 1, 8), parse_job,
@@ -263,10 +263,11 @@ TEST_SUITE("redis::stream_source") {
                      release.wait();
                    }
                  });
-    started.wait();
+    const flowpool_test::open_on_exit open_release(release);  // a failed REQUIRE must not hang ~src
+    REQUIRE(poll_until([&] { return started.try_wait(); }, 20s));
     REQUIRE(poll_until([&] { return src.pool().stats().queued == 8; }, 20s));  // the queue is full
     const std::size_t left = src.shutdown_now();
-    release.count_down();
+    release.open();
     src.join();
     CHECK(left == 8);
     CHECK(calls.load(std::memory_order_relaxed) == 1);
@@ -288,7 +289,7 @@ TEST_SUITE("redis::stream_source") {
                    }
                    std::this_thread::sleep_for(2ms);
                  });
-    started.wait();
+    REQUIRE(poll_until([&] { return started.try_wait(); }, 20s));
     src.shutdown();
     src.join();
     const auto st = src.stats();
@@ -304,16 +305,20 @@ TEST_SUITE("redis::stream_source") {
     using source_t = stream_source<job>;
     {
       std::latch started(1);
-      std::latch release(1);
+      std::atomic<bool> once{true};  // relaxed: only picks the one call that counts the latch down
+      flowpool_test::gate release;
       source_t first(source_options(server), pool_options(1, 1, 8), parse_job,
                      [&](flowpool::slot_id, source_t::message_type&) {
-                       started.count_down();
+                       if (once.exchange(false, std::memory_order_relaxed)) {
+                         started.count_down();
+                       }
                        release.wait();
                      });
-      started.wait();
+      const flowpool_test::open_on_exit open_release(release);  // a failed REQUIRE must not hang ~first
+      REQUIRE(poll_until([&] { return started.try_wait(); }, 20s));
       REQUIRE(poll_until([&] { return first.pool().stats().queued == 8; }, 20s));
       CHECK(first.shutdown_now() == 8);
-      release.count_down();
+      release.open();
       first.join();
     }
     REQUIRE(c.pending("s", "g") == 8);
