@@ -413,6 +413,13 @@ struct source_core::impl {
         bool read_ok = false;
         {
           std::lock_guard<std::mutex> lock(mutex);
+          // The stop is checked again under the lock that reads the room: a shutdown_now() since the
+          // check at the top (e.g. while resubmit_overflow() ran) emptied the pool, and a read
+          // decided on the room that freed would deliver entries to a consumer that is stopping;
+          // they would stay pending in Redis until claimed elsewhere.
+          if (stop != stop_mode::none) {
+            continue;  // the top of the loop stops
+          }
           room_now = room();
           read_ok = wants_read();
         }
@@ -956,8 +963,9 @@ void source_core::shutdown() noexcept {
 std::size_t source_core::shutdown_now() {
   impl& s = *m_impl;
   // The pool is emptied under the source mutex, in the same critical section that sets the stop:
-  // the reader sees the stop only afterwards, so it reads nothing more and its finish_reading()
-  // finds the pool empty, and this call counts every entry it left pending. (One lock order:
+  // the reader sees the stop when it next decides on a read (under that mutex, with the room), so it
+  // starts no read afterwards (one already on its way leaves its entries pending, in take()), its
+  // finish_reading() finds the pool empty, and this call counts every entry it left pending. (One lock order:
   // source mutex, then the pool's; the pool never calls back while holding its own.)
   std::lock_guard<std::mutex> lock(s.mutex);
   const std::vector<std::string> ids = s.sink.shutdown_pool_now();  // bad_alloc: nothing changed
