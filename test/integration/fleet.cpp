@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
@@ -70,6 +71,7 @@ struct fleet_pool {
                                       .eject_for = config.eject_for},
         [&config, ports](flowpool::slot_id id) { return slot_connection(ports[id.server], config); },
         [this, run](pool_type::context_type& ctx, fleet_request& r) {
+          hold(ctx.slot().server);
           const int status = ctx.state().call(r, run);
           if (status == 503) {
             driver_503.fetch_add(1);
@@ -91,6 +93,18 @@ struct fleet_pool {
   fleet_pool(const fleet_pool&) = delete;
   fleet_pool& operator=(const fleet_pool&) = delete;
 
+  // Ordering aid for the checks that need particular servers to get attempts; it checks nothing
+  // itself. Until every server s has started need[s] attempts (counted from this call, which is made
+  // while the pool is quiet), each attempt waits in its handler. Held slots take no requests, so the
+  // others do: without it, a server whose slots a loaded machine happened not to schedule before the
+  // others drained the queue (about 100 ms under TSan) got too few attempts to be ejected, or none.
+  // A wait gives up after 20 s (and so do all later ones): the check that needed it then fails.
+  void hold_until(std::vector<int> need) {
+    const std::lock_guard<std::mutex> lock(m_hold_mutex);
+    m_started.assign(need.size(), 0);
+    m_need = std::move(need);
+  }
+
   void submit_range(std::uint64_t from, std::uint64_t to) {
     for (std::uint64_t id = from; id < to; ++id) {
       REQUIRE(pool->submit(fleet_request{id, 200 + (id % 5) * 100, 0}));
@@ -103,7 +117,35 @@ struct fleet_pool {
   };
   std::vector<end_count> ends;
   std::atomic<int> driver_503{0};
-  std::unique_ptr<pool_type> pool;
+
+ private:
+  void hold(std::size_t server) {
+    std::unique_lock<std::mutex> lock(m_hold_mutex);
+    if (m_need.empty()) {
+      return;
+    }
+    ++m_started.at(server);
+    m_hold_cv.notify_all();
+    const auto met = [this] {
+      for (std::size_t s = 0; s < m_need.size(); ++s) {
+        if (m_started[s] < m_need[s]) {
+          return false;
+        }
+      }
+      return true;
+    };
+    if (met() || !m_hold_cv.wait_for(lock, 20s, met)) {
+      m_need.clear();  // met (every later attempt passes), or given up on
+    }
+  }
+
+  std::mutex m_hold_mutex;
+  std::condition_variable m_hold_cv;
+  std::vector<int> m_need;     // m_hold_mutex
+  std::vector<int> m_started;  // m_hold_mutex
+
+ public:
+  std::unique_ptr<pool_type> pool;  // declared last: destroyed (its slots joined) before what they use
 };
 
 // Conservation of ids [from, to) of run `run`: each succeeded exactly once on the driver, each
@@ -151,6 +193,7 @@ TEST_SUITE("fleet (real HTTP servers on loopback)") {
     const fleet_config config = short_stream(400);
     local_fleet fleet(default_server_program(), config.scenario.servers, config.scenario.slots_per_server);
     fleet_pool p(config, fleet.ports(), 1, 400);
+    p.hold_until({1, 1, 1});  // so that every server takes part, whatever the scheduling
     p.submit_range(0, 400);
     REQUIRE(p.pool->join_for(60s));
     const both_ends b = check(p, fleet, 1, 0, 400);
@@ -190,6 +233,7 @@ TEST_SUITE("fleet (real HTTP servers on loopback)") {
     p.submit_range(0, k_phase);
     REQUIRE(p.pool->join_for(60s));
     // Phase 2: server 1 is dead (SIGKILL). Its failed attempts are retried on the others.
+    p.hold_until({0, 2, 0});  // server 1 gets the eject_after = 2 attempts that eject it
     fleet[1].kill();
     p.submit_range(k_phase, 2 * k_phase);
     REQUIRE(p.pool->join_for(60s));
@@ -198,6 +242,7 @@ TEST_SUITE("fleet (real HTTP servers on loopback)") {
     CHECK(during.final_failures == 0);
     // Phase 3: server 1 starts again on its old port; rounds of requests until a probe finds it
     // back and it serves (bounded by count, not by time).
+    p.hold_until({});
     fleet[1].restart();
     const std::uint64_t before = p.pool->stats().servers[1].succeeded();
     std::uint64_t next = 2 * k_phase;
@@ -223,6 +268,7 @@ TEST_SUITE("fleet (real HTTP servers on loopback)") {
     local_fleet fleet(default_server_program(), config.scenario.servers, config.scenario.slots_per_server);
     REQUIRE(fleet[0].set_mode(server_mode::fail500));
     fleet_pool p(config, fleet.ports(), 1, 300);
+    p.hold_until({2, 0, 0});  // server 0 gets the eject_after = 2 attempts that eject it
     p.submit_range(0, 300);
     REQUIRE(p.pool->join_for(60s));
     const flowpool::server_pool_stats stats = p.pool->stats();
@@ -242,6 +288,7 @@ TEST_SUITE("fleet (real HTTP servers on loopback)") {
     local_fleet fleet(default_server_program(), config.scenario.servers, config.scenario.slots_per_server);
     REQUIRE(fleet[2].set_mode(server_mode::hang));
     fleet_pool p(config, fleet.ports(), 1, 300);
+    p.hold_until({0, 0, 2});  // both slots of server 2 hang on an attempt: two failures eject it
     p.submit_range(0, 300);
     REQUIRE(p.pool->join_for(60s));
     const flowpool::server_pool_stats stats = p.pool->stats();
@@ -307,9 +354,11 @@ TEST_SUITE("fleet (real HTTP servers on loopback)") {
     for (std::size_t i = 1; i < words.size(); ++i) {
       const int port = std::stoi(words[i]);
       // The server gets SIGKILL when its parent dies; until the kernel has torn it down a connect
-      // may still succeed, so try a bounded number of times (each refused try is quick).
+      // may still succeed, so try again for a while. Bounded by time, not by a count of tries: a
+      // count of quick tries could run out before a loaded machine scheduled the dying server.
+      const auto give_up = std::chrono::steady_clock::now() + 20s;
       bool refused = false;
-      for (int attempt = 0; attempt < 2000 && !refused; ++attempt) {
+      while (!refused && std::chrono::steady_clock::now() < give_up) {
         httplib::Client client("127.0.0.1", port);
         client.set_connection_timeout(1s);
         refused = !client.Get("/");

@@ -3,6 +3,7 @@
 // and the documented errors.
 #include <flowpool/redis/stream_source.hpp>
 #include <redis_fixture.hpp>
+#include <test_support.hpp>
 
 #include <doctest/doctest.h>
 
@@ -114,31 +115,46 @@ TEST_SUITE("redis::stream_source") {
     constexpr std::size_t k_slots = 2;
     using source_t = stream_source<job>;
     std::atomic<std::size_t> worst_unfinished{0};  // relaxed: a max, read after join()
+    // Every handler waits until the test has looked at Redis with the process full. Without this the
+    // check that the rest waited in Redis needed the test thread to look before the fleet drained
+    // the stream (about 135 ms of service time): timing luck on a loaded machine.
+    flowpool_test::gate looked;
+    // The number of group entries Redis has not delivered yet (XINFO GROUPS' lag), -1 if unknown.
+    auto undelivered = [&c]() -> long long {
+      flowpool_test::reply g = c.command({"XINFO", "GROUPS", "s"});
+      for (std::size_t k = 0; k + 1 < g->element[0]->elements; k += 2) {
+        if (std::string(g->element[0]->element[k]->str) == "lag" &&
+            g->element[0]->element[k + 1]->type == REDIS_REPLY_INTEGER) {
+          return g->element[0]->element[k + 1]->integer;
+        }
+      }
+      return -1;
+    };
     // The handler reaches the pool through its slot_context: a pointer to `src` stored after the
     // constructor returned would race with slots that already run (TSan caught exactly that).
     source_t src(source_options(server), pool_options(1, k_slots, k_queue), parse_job,
                  [&](source_t::context_type& ctx, source_t::message_type&) {
+                   looked.wait();
                    std::this_thread::sleep_for(5ms);  // the slow fleet's service time, not a synchronisation
                    const std::size_t u = ctx.pool().unfinished();
                    std::size_t w = worst_unfinished.load(std::memory_order_relaxed);
                    while (u > w && !worst_unfinished.compare_exchange_weak(w, u, std::memory_order_relaxed)) {
                    }
                  });
-    long long max_undelivered = 0;
-    bool saw_backlog_in_redis = false;
+    const flowpool_test::open_on_exit open_looked(looked);  // before ~src joins the handlers
+    // No handler can finish yet, so the reader stops once the process holds capacity + slots.
+    REQUIRE(poll_until([&] { return src.stats().in_pool >= k_queue + k_slots; }, 20s));
+    const long long backlog = undelivered();
+    CHECK(src.stats().in_pool == k_queue + k_slots);
+    CHECK(backlog == static_cast<long long>(60 - (k_queue + k_slots)));  // the rest waited in Redis, undelivered
+    looked.open();
+    long long max_undelivered = backlog;
     REQUIRE(poll_until(
         [&] {
           const flowpool::server_pool_stats p = src.pool().stats();
           CHECK(p.unfinished <= k_queue + k_slots);
           CHECK(p.queued <= k_queue);
-          flowpool_test::reply g = c.command({"XINFO", "GROUPS", "s"});
-          for (std::size_t k = 0; k + 1 < g->element[0]->elements; k += 2) {
-            if (std::string(g->element[0]->element[k]->str) == "lag" &&
-                g->element[0]->element[k + 1]->type == REDIS_REPLY_INTEGER) {
-              max_undelivered = std::max(max_undelivered, g->element[0]->element[k + 1]->integer);
-              saw_backlog_in_redis = saw_backlog_in_redis || g->element[0]->element[k + 1]->integer > 0;
-            }
-          }
+          max_undelivered = std::max(max_undelivered, undelivered());
           return src.stats().acked == 60;
         },
         50s));
@@ -148,7 +164,6 @@ TEST_SUITE("redis::stream_source") {
     CHECK(st.in_pool_high_water <= k_queue + k_slots);
     CHECK(worst_unfinished.load(std::memory_order_relaxed) <= k_queue + k_slots);
     CHECK(src.pool().stats().queue_high_water_mark <= k_queue);
-    CHECK(saw_backlog_in_redis);  // the rest waited in Redis, undelivered
     MESSAGE("in-process high water " << st.in_pool_high_water << ", undelivered in Redis up to " << max_undelivered);
   }
 
@@ -238,7 +253,7 @@ TEST_SUITE("redis::stream_source") {
     redis_client c(server.socket());
     fill(c, 50);
     std::latch started(1);
-    std::latch release(1);
+    flowpool_test::gate release;
     std::atomic<int> calls{0};  // relaxed: a count, read after join()
     using source_t = stream_source<job>;
     source_t src(source_options(server), pool_options(1, 1, 8), parse_job,
@@ -248,10 +263,11 @@ TEST_SUITE("redis::stream_source") {
                      release.wait();
                    }
                  });
-    started.wait();
+    const flowpool_test::open_on_exit open_release(release);  // a failed REQUIRE must not hang ~src
+    REQUIRE(poll_until([&] { return started.try_wait(); }, 20s));
     REQUIRE(poll_until([&] { return src.pool().stats().queued == 8; }, 20s));  // the queue is full
     const std::size_t left = src.shutdown_now();
-    release.count_down();
+    release.open();
     src.join();
     CHECK(left == 8);
     CHECK(calls.load(std::memory_order_relaxed) == 1);
@@ -273,7 +289,7 @@ TEST_SUITE("redis::stream_source") {
                    }
                    std::this_thread::sleep_for(2ms);
                  });
-    started.wait();
+    REQUIRE(poll_until([&] { return started.try_wait(); }, 20s));
     src.shutdown();
     src.join();
     const auto st = src.stats();
@@ -289,22 +305,38 @@ TEST_SUITE("redis::stream_source") {
     using source_t = stream_source<job>;
     {
       std::latch started(1);
-      std::latch release(1);
+      std::atomic<bool> once{true};  // relaxed: only picks the one call that counts the latch down
+      flowpool_test::gate release;
       source_t first(source_options(server), pool_options(1, 1, 8), parse_job,
                      [&](flowpool::slot_id, source_t::message_type&) {
-                       started.count_down();
+                       if (once.exchange(false, std::memory_order_relaxed)) {
+                         started.count_down();
+                       }
                        release.wait();
                      });
-      started.wait();
+      const flowpool_test::open_on_exit open_release(release);  // a failed REQUIRE must not hang ~first
+      REQUIRE(poll_until([&] { return started.try_wait(); }, 20s));
       REQUIRE(poll_until([&] { return first.pool().stats().queued == 8; }, 20s));
       CHECK(first.shutdown_now() == 8);
-      release.count_down();
+      release.open();
       first.join();
     }
     REQUIRE(c.pending("s", "g") == 8);
+    // claim_idle must exceed the longest time an entry spends in a living consumer, or that
+    // consumer's own entries are claimed too (and, if one is acknowledged meanwhile, handled twice:
+    // acked 30, seen on a loaded machine). 50 ms is no such bound, so the claim runs exactly once,
+    // when `second` starts (claim_interval: a day), and only after Redis shows all 8 left entries
+    // idle for longer than claim_idle.
+    REQUIRE(poll_until(
+        [&] {
+          flowpool_test::reply idle = c.command({"XPENDING", "s", "g", "IDLE", "50", "-", "+", "100"});
+          return idle->type == REDIS_REPLY_ARRAY && idle->elements == 8;
+        },
+        20s));
     auto o = source_options(server);
     o.consumer = "second";
     o.claim_idle = 50ms;
+    o.claim_interval = 24h;
     std::atomic<int> calls{0};  // relaxed: a count
     source_t second(o, pool_options(1, 2, 8), parse_job,
                     [&](flowpool::slot_id, source_t::message_type&) { calls.fetch_add(1, std::memory_order_relaxed); });

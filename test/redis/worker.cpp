@@ -120,8 +120,15 @@ TEST_SUITE("flowpool-redis-worker") {
     fill(c, "jobs", 0, 30000, 1);
     std::vector<std::string> stats{temp_file("k1.stats"), temp_file("k2.stats"), temp_file("k3.stats")};
     std::vector<std::unique_ptr<child_process>> workers;
+    // The claim idle time is the one timing bound of this case: a living worker's entry held longer
+    // than it is claimed and handled twice, and the killed worker's entries are claimed once idle that
+    // long, so XPENDING below must run within it of the kill. At 1 s, a one-second stall of a worker or
+    // of this thread (possible under TSan on a loaded 2-core machine) would break
+    // `duplicates <= killed_pending`; 3 s triples that margin for about two seconds of test time.
+    constexpr long long k_claim_idle_ms = 3000;
     for (int i = 0; i < 3; ++i) {
-      workers.push_back(start_worker(server, "w" + std::to_string(i + 1), stats[static_cast<std::size_t>(i)], 1000));
+      workers.push_back(
+          start_worker(server, "w" + std::to_string(i + 1), stats[static_cast<std::size_t>(i)], k_claim_idle_ms));
     }
     // Mid-stream: a third done, so every worker is busy.
     REQUIRE(poll_until([&] { return c.integer({"HLEN", "jobs:done"}) >= 10000; }, 120s));

@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <latch>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -67,22 +66,6 @@ class progress_watchdog {
   std::condition_variable m_cv;
   bool m_done = false;
   std::thread m_thread;
-};
-
-// A one-shot gate: any number of threads may open() it (only the first call counts, so a
-// std::latch's precondition is never broken); wait() blocks until it is open.
-class gate {
- public:
-  void open() noexcept {
-    if (!m_opened.exchange(true)) {
-      m_latch.count_down();
-    }
-  }
-  void wait() const noexcept { m_latch.wait(); }
-
- private:
-  std::atomic<bool> m_opened{false};
-  std::latch m_latch{1};
 };
 
 // Rounds of a stress case: at least `min_rounds`, then until stress_duration() has passed, and

@@ -1,9 +1,15 @@
 // Helpers shared by flowpool's tests.
 #pragma once
 
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
+#include <latch>
 #include <string>
 #include <thread>
 
@@ -36,6 +42,61 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::second
   }
   return true;
 }
+
+// The number of threads of this process (Linux: one entry per thread in /proc/self/task). A thread
+// that pthread_join() has returned for may still be listed for a moment (the kernel wakes the joiner
+// before it removes the thread), so compare counts with eventually(), never once.
+inline std::size_t process_thread_count() {
+  std::size_t count = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    ++count;
+  }
+  return count;
+}
+
+// A baseline for process_thread_count(): it starts and joins one thread first (sanitizer runtimes
+// add a helper thread with the first one), then waits until that thread has left /proc, which a
+// count taken right after the join may still include.
+inline std::size_t thread_count_baseline() {
+  std::atomic<pid_t> tid{0};  // written by the thread, read after the join: relaxed would do
+  std::thread([&tid] { tid.store(::gettid()); }).join();
+  const std::filesystem::path entry = "/proc/self/task/" + std::to_string(tid.load());
+  (void)eventually([&] { return !std::filesystem::exists(entry); });
+  return process_thread_count();
+}
+
+// A one-shot gate: wait() blocks until open(); any number of threads may open() it (only the first
+// call counts, so the latch's precondition is never broken). Tests hold threads with it until the
+// test thread has observed what it checks: the opener decides, nothing sleeps. Pair it with an
+// open_on_exit declared after the pool or source whose handlers wait, so that a failed REQUIRE opens
+// it before that object's destructor joins the waiting handlers.
+class gate {
+ public:
+  void open() noexcept {
+    // It publishes nothing (the latch orders open() before every wait()'s return); it only picks
+    // the one call that counts the latch down, which any memory order would do.
+    if (!m_opened.exchange(true)) {
+      m_latch.count_down();
+    }
+  }
+  void wait() const noexcept { m_latch.wait(); }
+
+ private:
+  std::atomic<bool> m_opened{false};
+  std::latch m_latch{1};
+};
+
+// Opens a gate when it goes out of scope.
+class open_on_exit {
+ public:
+  explicit open_on_exit(gate& g) noexcept : m_gate(g) {}
+  open_on_exit(const open_on_exit&) = delete;
+  open_on_exit& operator=(const open_on_exit&) = delete;
+  ~open_on_exit() { m_gate.open(); }
+
+ private:
+  gate& m_gate;
+};
 
 // Small deterministic hash (splitmix64) for reproducible "random" choices in stress tests.
 inline std::uint64_t mix(std::uint64_t x) noexcept {

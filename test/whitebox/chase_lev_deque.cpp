@@ -5,6 +5,8 @@
 
 #include "thread_pool/chase_lev_deque.hpp"
 
+#include <test_support.hpp>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -113,7 +115,15 @@ TEST_SUITE("chase_lev_deque") {
     }
     deque.bind_owner(std::this_thread::get_id());
     start.arrive_and_wait();
-    for (std::size_t i = 0; i < k_items; ++i) {
+    // Make sure the race below has thieves in it: a loaded machine may not schedule any thief
+    // while the owner runs through all the items, and then none steals or sees the deque empty.
+    // So the owner first waits until a thief has seen it empty, then leaves item 0 to be stolen
+    // (CHECK, not REQUIRE: the thieves must still be stopped). relaxed: polls of counters that are
+    // read for the checks only after the joins.
+    CHECK(flowpool_test::eventually([&] { return outcomes[1].load(std::memory_order_relaxed) > 0; }));
+    deque.push_growing(&slots[0]);
+    CHECK(flowpool_test::eventually([&] { return taken[0].load(std::memory_order_relaxed) == 1; }));
+    for (std::size_t i = 1; i < k_items; ++i) {
       deque.push_growing(&slots[i]);
       if (i % 3 == 0) {  // the owner pops too, racing thieves for the last item
         if (const auto item = deque.pop()) {

@@ -233,9 +233,16 @@ struct source_core::impl {
   std::size_t slots_cache = 1;           // sink.slots(), refreshed by the reader (completed() must not call the pool)
   std::size_t capacity_cache = 1;        // sink.capacity()
   std::unordered_set<std::string> held;  // ids read and not yet acked or left pending
-  std::vector<std::string> acks;         // to XACK
-  clock::time_point oldest_ack{};        // when acks became non-empty
-  std::vector<dead_letter> dead;         // to XADD to the dead-letter stream, then XACK
+  // A reply that lists entries this consumer may already have had (its own pending list, a claim)
+  // can list one it held when the command was sent and has released since (acknowledged, or left
+  // pending) before take() gets to it; take() would then see an id it does not hold and hand the
+  // entry out a second time, in a living process. So while such a reply is on its way, released
+  // ids are kept here too, and take() skips them like held ones.
+  bool collect_released = false;
+  std::unordered_set<std::string> released_meanwhile;
+  std::vector<std::string> acks;   // to XACK
+  clock::time_point oldest_ack{};  // when acks became non-empty
+  std::vector<dead_letter> dead;   // to XADD to the dead-letter stream, then XACK
   stream_source_stats st;
   std::exception_ptr fatal;
 
@@ -259,6 +266,42 @@ struct source_core::impl {
     st.in_pool = in_pool + overflow_count;
     st.in_pool_high_water = std::max(st.in_pool_high_water, st.in_pool);
   }
+
+  void release(const std::string& id) noexcept {  // m_mutex held; the one way out of `held`
+    if (held.erase(id) != 0 && collect_released) {
+      try {
+        released_meanwhile.insert(id);
+      } catch (...) {  // bad_alloc: take() may hand it out again (at least once, not lost)
+      }
+    }
+  }
+
+  // Whether take() must skip entry `id` of the reply it is given: held, or released since the
+  // command was sent.
+  [[nodiscard]] bool ours_already(const std::string& id) const {  // m_mutex held
+    return held.contains(id) || released_meanwhile.contains(id);
+  }
+
+  // From before a command that may list entries we had (own pending list, claim) until its reply
+  // was taken: collects the ids released meanwhile (see released_meanwhile).
+  class collecting_released {
+   public:
+    explicit collecting_released(impl& s) : m_s(s) {
+      const std::lock_guard<std::mutex> lock(m_s.mutex);
+      m_s.released_meanwhile.clear();
+      m_s.collect_released = true;
+    }
+    collecting_released(const collecting_released&) = delete;
+    collecting_released& operator=(const collecting_released&) = delete;
+    ~collecting_released() {
+      const std::lock_guard<std::mutex> lock(m_s.mutex);
+      m_s.collect_released = false;
+      m_s.released_meanwhile.clear();
+    }
+
+   private:
+    impl& m_s;
+  };
 
   [[nodiscard]] std::size_t room() const noexcept {  // m_mutex held
     const std::size_t total = capacity_cache + slots_cache;
@@ -370,6 +413,13 @@ struct source_core::impl {
         bool read_ok = false;
         {
           std::lock_guard<std::mutex> lock(mutex);
+          // The stop is checked again under the lock that reads the room: a shutdown_now() since the
+          // check at the top (e.g. while resubmit_overflow() ran) emptied the pool, and a read
+          // decided on the room that freed would deliver entries to a consumer that is stopping;
+          // they would stay pending in Redis until claimed elsewhere.
+          if (stop != stop_mode::none) {
+            continue;  // the top of the loop stops
+          }
           room_now = room();
           read_ok = wants_read();
         }
@@ -446,6 +496,7 @@ struct source_core::impl {
 
   // XREADGROUP ... <cursor>: this consumer's own pending entries after `cursor`. False when done.
   bool recover_step(std::size_t count, std::string& cursor) {
+    const collecting_released collecting(*this);
     reply_ptr r = reader_conn.command({"XREADGROUP", "GROUP", options.group, options.consumer, "COUNT",
                                        std::to_string(count), "STREAMS", options.stream, cursor});
     count_round_trip();
@@ -469,6 +520,7 @@ struct source_core::impl {
 
   // XAUTOCLAIM: entries idle longer than claim_idle at any consumer. True when the scan is complete.
   bool claim(std::size_t count, std::string& cursor) {
+    const collecting_released collecting(*this);
     reply_ptr r =
         reader_conn.command({"XAUTOCLAIM", options.stream, options.group, options.consumer,
                              std::to_string(options.claim_idle.count()), cursor, "COUNT", std::to_string(count)});
@@ -501,13 +553,13 @@ struct source_core::impl {
         std::lock_guard<std::mutex> lock(mutex);
         if (stop == stop_mode::immediate) {
           // Not submitted, not held: it stays pending in Redis for another consumer.
-          if (!held.contains(r.entry.id)) {
+          if (!ours_already(r.entry.id)) {
             ++(st.*counter);
             ++st.left_pending;
           }
           continue;
         }
-        if (held.contains(r.entry.id)) {
+        if (ours_already(r.entry.id)) {
           continue;  // already ours (e.g. re-listed by a recovery or a claim of our own entries)
         }
         ++(st.*counter);
@@ -551,7 +603,7 @@ struct source_core::impl {
         acker_cv.notify_one();
         break;
       case offer_result::closed:  // the pool was shut down under the source: stop reading
-        held.erase(e.id);
+        release(e.id);
         ++st.left_pending;
         if (stop == stop_mode::none) {
           stop = stop_mode::immediate;
@@ -597,7 +649,7 @@ struct source_core::impl {
     {
       std::lock_guard<std::mutex> lock(mutex);
       for (const stream_entry& e : overflow) {  // only left if the pool closed under us
-        held.erase(e.id);
+        release(e.id);
         ++st.left_pending;
       }
       overflow_count = 0;
@@ -622,7 +674,7 @@ struct source_core::impl {
     }
     std::lock_guard<std::mutex> lock(mutex);
     for (const std::string& id : ids) {
-      held.erase(id);
+      release(id);
     }
     in_pool -= std::min(in_pool, ids.size());
     st.left_pending += ids.size();
@@ -722,7 +774,7 @@ struct source_core::impl {
           fatal = std::make_exception_ptr(stream_error(std::string("flowpool::redis::stream_source: ") + e.what()));
         }
         for (const std::string& id : batch) {
-          held.erase(id);
+          release(id);
         }
         st.left_pending += batch.size();
         note_held();
@@ -739,10 +791,10 @@ struct source_core::impl {
 
   void abandon() noexcept {  // m_mutex held
     for (const std::string& id : acks) {
-      held.erase(id);
+      release(id);
     }
     for (const dead_letter& d : dead) {
-      held.erase(d.entry.id);
+      release(d.entry.id);
     }
     st.left_pending += acks.size() + dead.size();
     acks.clear();
@@ -791,7 +843,7 @@ struct source_core::impl {
         } else {  // e.g. the dead-letter key has the wrong type: leave it pending, report it
           ++st.redis_errors;
           ++st.left_pending;
-          held.erase(letters[i].entry.id);
+          release(letters[i].entry.id);
           note_held();
           event("acknowledger: cannot write the dead letter of " + letters[i].entry.id + " to " + dead_stream + ": " +
                 err + " (left pending)");
@@ -812,7 +864,7 @@ struct source_core::impl {
     check_reply(r.get(), "XACK");
     std::lock_guard<std::mutex> lock(mutex);
     for (const std::string& id : batch) {
-      held.erase(id);
+      release(id);
     }
     st.acked += batch.size();
     note_held();
@@ -867,7 +919,7 @@ void source_core::completed(const std::string& id) noexcept {
   try {
     s.push_ack(id);
   } catch (...) {  // bad_alloc: not acknowledged; it stays pending and is claimed again later
-    s.held.erase(id);
+    s.release(id);
     ++s.st.left_pending;
   }
   s.after_finish();
@@ -889,11 +941,11 @@ void source_core::failed(stream_entry& entry, const request_failure& failure) no
       s.dead.back() = dead_letter{std::move(entry), reason_name(failure.reason), std::move(error), failure.attempts};
       s.acker_cv.notify_one();
     } catch (...) {
-      s.held.erase(entry.id);
+      s.release(entry.id);
       ++s.st.left_pending;
     }
   } else {  // not retried only because retrying was impossible now: leave it for a later claim
-    s.held.erase(entry.id);
+    s.release(entry.id);
     ++s.st.left_pending;
   }
   s.after_finish();
@@ -911,14 +963,15 @@ void source_core::shutdown() noexcept {
 std::size_t source_core::shutdown_now() {
   impl& s = *m_impl;
   // The pool is emptied under the source mutex, in the same critical section that sets the stop:
-  // the reader sees the stop only afterwards, so it reads nothing more and its finish_reading()
-  // finds the pool empty, and this call counts every entry it left pending. (One lock order:
+  // the reader sees the stop when it next decides on a read (under that mutex, with the room), so it
+  // starts no read afterwards (one already on its way leaves its entries pending, in take()), its
+  // finish_reading() finds the pool empty, and this call counts every entry it left pending. (One lock order:
   // source mutex, then the pool's; the pool never calls back while holding its own.)
   std::lock_guard<std::mutex> lock(s.mutex);
   const std::vector<std::string> ids = s.sink.shutdown_pool_now();  // bad_alloc: nothing changed
   s.stop = stop_mode::immediate;
   for (const std::string& id : ids) {
-    s.held.erase(id);
+    s.release(id);
   }
   s.in_pool -= std::min(s.in_pool, ids.size());
   s.st.left_pending += ids.size();

@@ -208,7 +208,8 @@ class source_core {
 /// - **Crash recovery.** Every `claim_interval` it runs `XAUTOCLAIM` for entries pending longer
 ///   than `claim_idle` at any consumer, so a dead process's entries are taken over. After each
 ///   (re)connect it first re-reads its own pending entries (`XREADGROUP ... 0`), e.g. those a lost
-///   reply delivered without it knowing, skipping those it already holds.
+///   reply delivered without it knowing, skipping those it already holds (or held when the read was
+///   sent: one acknowledged while the reply was on its way is not handled again).
 /// - **Connection loss** is retried with exponential backoff (`backoff_min` to `backoff_max`), on
 ///   each of its two connections (one reads, one acknowledges). Entries already read stay held
 ///   and are acknowledged once Redis is back.
