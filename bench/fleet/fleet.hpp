@@ -52,13 +52,13 @@ struct fleet_config {
   /// batch-then-wait and thread_pool: total tries per request. Their natural retry resubmits a
   /// failed request until it succeeds; this only bounds it (a request past it is a final failure).
   std::size_t baseline_max_attempts = 1000;
-  std::size_t eject_after = 3;                 ///< server_pool: consecutive failures that eject a server
-  std::chrono::milliseconds eject_for{100};    ///< server_pool: first ejection (doubles, up to max_eject_for)
-  std::chrono::milliseconds max_eject_for{0};  ///< server_pool: the longest ejection (0: 32 * eject_for)
-  fault_kind fault = fault_kind::none;         ///< the fault plan
-  std::size_t fault_server = 2;                ///< which server it hits
-  double fault_at = 0.2;                       ///< share of the budget completed when it starts
-  double heal_at = 0.6;                        ///< ... and when it ends (restart for kill)
+  std::size_t eject_after = 3;                   ///< server_pool: consecutive failures that eject a server
+  std::chrono::milliseconds eject_for{100};      ///< server_pool: first ejection (doubles, up to max_eject_for)
+  std::chrono::milliseconds max_eject_for{200};  ///< server_pool: the longest ejection (0: 32 * eject_for)
+  fault_kind fault = fault_kind::none;           ///< the fault plan
+  std::size_t fault_server = 2;                  ///< which server it hits
+  double fault_at = 0.2;                         ///< share of the budget completed when it starts
+  double heal_at = 0.6;                          ///< ... and when it ends (restart for kill)
 };
 
 /// A request as the fleet designs pass it around.

@@ -38,7 +38,7 @@ batch_then_wait, server_pool and thread_pool: a healthy run, then a fault run.
   --fault-server I     the server it hits (default 2)
   --eject-after N      server_pool: consecutive failures that eject (default 3)
   --eject-for MS       server_pool: first ejection (default 100)
-  --max-eject-for MS   server_pool: longest ejection (default 0: 32 x eject_for)
+  --max-eject-for MS   server_pool: longest ejection (default 200; 0: 32 x eject_for)
   --read-timeout MS    client read timeout (default 500)
   --plot DIR           write DIR/fleet_gantt.png (gnuplot) from the fault run; CSV in DIR/data/
   --strict             exit with status 2 if a target is missed

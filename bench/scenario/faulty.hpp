@@ -36,18 +36,18 @@ namespace flowpool_bench {
 
 /// What fails, when, and how the designs retry.
 struct fault_plan {
-  double window_begin = 0.2;                   ///< the window opens at this share of the stream's requests
-  double window_end = 0.6;                     ///< ... and closes at this one
-  std::size_t failing_server = 2;              ///< fails every attempt in the window, after `timeout`
-  std::chrono::milliseconds timeout{10};       ///< how long a failing attempt takes before it throws
-  std::size_t slow_server = 4;                 ///< serves `slow_factor`x slower in the window
-  double slow_factor = 5.0;                    ///< the slow server's slowdown in the window
-  std::size_t max_attempts = 3;                ///< both designs: total tries per request
-  std::size_t eject_after = 5;                 ///< server_pool: consecutive failures that eject
-  std::chrono::milliseconds eject_for{50};     ///< server_pool: the first ejection (see main's --help)
-  std::chrono::milliseconds max_eject_for{0};  ///< server_pool: the longest ejection (0: 32 * eject_for)
-  double retry_budget_ratio = 0.2;             ///< server_pool: the defaults (Finagle's and Envoy's)
-  double retry_budget_min_per_second = 10.0;   ///< ... which refuse nothing in this run (reported)
+  double window_begin = 0.2;                    ///< the window opens at this share of the stream's requests
+  double window_end = 0.6;                      ///< ... and closes at this one
+  std::size_t failing_server = 2;               ///< fails every attempt in the window, after `timeout`
+  std::chrono::milliseconds timeout{10};        ///< how long a failing attempt takes before it throws
+  std::size_t slow_server = 4;                  ///< serves `slow_factor`x slower in the window
+  double slow_factor = 5.0;                     ///< the slow server's slowdown in the window
+  std::size_t max_attempts = 3;                 ///< both designs: total tries per request
+  std::size_t eject_after = 5;                  ///< server_pool: consecutive failures that eject
+  std::chrono::milliseconds eject_for{20};      ///< server_pool: the first ejection (see main's --help)
+  std::chrono::milliseconds max_eject_for{40};  ///< server_pool: the longest ejection (0: 32 * eject_for)
+  double retry_budget_ratio = 0.2;              ///< server_pool: the defaults (Finagle's and Envoy's)
+  double retry_budget_min_per_second = 10.0;    ///< ... which refuse nothing in this run (reported)
   std::chrono::milliseconds retry_budget_window{10000};
 };
 

@@ -46,8 +46,8 @@ fails every attempt after a 10 ms timeout and server 4 is 5x slower while the st
   --no-faulty          skip the faulty-fleet table
   --faulty-only        only the faulty-fleet table
   --faulty-budget N    requests in the faulty run (default: --budget)
-  --eject-for-ms N     server_pool's eject_for in the faulty run (default 50)
-  --max-eject-for-ms N server_pool's max_eject_for in the faulty run (default 0: 32 x eject_for)
+  --eject-for-ms N     server_pool's eject_for in the faulty run (default 20)
+  --max-eject-for-ms N server_pool's max_eject_for in the faulty run (default 40; 0: 32 x eject_for)
   --strict             exit with status 2 if a target is missed
 )";
 
