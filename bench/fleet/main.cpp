@@ -38,7 +38,7 @@ batch_then_wait, server_pool and thread_pool: a healthy run, then a fault run.
   --fault-server I     the server it hits (default 2)
   --eject-after N      server_pool: consecutive failures that eject (default 3)
   --eject-for MS       server_pool: first ejection (default 100)
-  --max-eject-for MS   server_pool: longest ejection (default 200; 0: 32 x eject_for)
+  --max-eject-for MS   server_pool: longest ejection (default 2 x eject_for; 0: 32 x eject_for)
   --read-timeout MS    client read timeout (default 500)
   --plot DIR           write DIR/fleet_gantt.png (gnuplot) from the fault run; CSV in DIR/data/
   --strict             exit with status 2 if a target is missed
@@ -71,6 +71,7 @@ std::size_t to_size(const std::string& flag, const std::string& text) {
 options parse(int argc, char** argv) {
   options o;
   o.config.scenario.budget = 4000;
+  bool max_eject_for_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
@@ -125,6 +126,7 @@ options parse(int argc, char** argv) {
       o.config.eject_for = std::chrono::milliseconds(to_size(flag, value));
     } else if (flag == "--max-eject-for") {
       o.config.max_eject_for = std::chrono::milliseconds(to_size(flag, value));
+      max_eject_for_given = true;
     } else if (flag == "--read-timeout") {
       o.config.read_timeout = std::chrono::milliseconds(to_size(flag, value));
     } else if (flag == "--plot") {
@@ -134,6 +136,11 @@ options parse(int argc, char** argv) {
     }
   }
   o.config.scenario.validate();
+  if (!max_eject_for_given) {
+    o.config.max_eject_for = 2 * o.config.eject_for;  // one doubling, as the defaults (100 ms, 200 ms)
+  } else if (o.config.max_eject_for.count() > 0 && o.config.max_eject_for < o.config.eject_for) {
+    throw std::invalid_argument("--max-eject-for: must be 0 or at least --eject-for");
+  }
   if (o.config.scenario.budget == 0 || o.repeat == 0) {
     throw std::invalid_argument("--budget and --repeat must be at least 1");
   }

@@ -47,7 +47,7 @@ fails every attempt after a 10 ms timeout and server 4 is 5x slower while the st
   --faulty-only        only the faulty-fleet table
   --faulty-budget N    requests in the faulty run (default: --budget)
   --eject-for-ms N     server_pool's eject_for in the faulty run (default 20)
-  --max-eject-for-ms N server_pool's max_eject_for in the faulty run (default 40; 0: 32 x eject_for)
+  --max-eject-for-ms N server_pool's max_eject_for in the faulty run (default 2 x eject_for; 0: 32 x)
   --strict             exit with status 2 if a target is missed
 )";
 
@@ -97,6 +97,7 @@ double to_double(const std::string& flag, const std::string& text) {
 
 options parse(int argc, char** argv) {
   options o;
+  bool max_eject_for_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
@@ -149,6 +150,7 @@ options parse(int argc, char** argv) {
       }
     } else if (flag == "--max-eject-for-ms") {
       o.plan.max_eject_for = std::chrono::milliseconds(to_size(flag, value));
+      max_eject_for_given = true;
     } else if (flag == "--json") {
       o.json = value;
     } else if (flag == "--plot") {
@@ -163,6 +165,11 @@ options parse(int argc, char** argv) {
     }
   }
   o.config.validate();
+  if (!max_eject_for_given) {
+    o.plan.max_eject_for = 2 * o.plan.eject_for;  // one doubling, as the defaults (20 ms, 40 ms)
+  } else if (o.plan.max_eject_for.count() > 0 && o.plan.max_eject_for < o.plan.eject_for) {
+    throw std::invalid_argument("--max-eject-for-ms: must be 0 or at least --eject-for-ms");
+  }
   if (o.repeat == 0) {
     throw std::invalid_argument("--repeat: must be at least 1 (got 0)");
   }

@@ -47,6 +47,7 @@ fleet_config short_stream(std::size_t budget) {
   c.max_attempts = 3;
   c.eject_after = 2;
   c.eject_for = 20ms;
+  c.max_eject_for = 40ms;  // as bench_fleet: one doubling, so a restarted server is back within 40 ms
   return c;
 }
 
@@ -68,7 +69,8 @@ struct fleet_pool {
                                       .name = "fleet-test",
                                       .max_attempts = config.max_attempts,
                                       .eject_after = config.eject_after,
-                                      .eject_for = config.eject_for},
+                                      .eject_for = config.eject_for,
+                                      .max_eject_for = config.max_eject_for},
         [&config, ports](flowpool::slot_id id) { return slot_connection(ports[id.server], config); },
         [this, run](pool_type::context_type& ctx, fleet_request& r) {
           hold(ctx.slot().server);

@@ -336,6 +336,8 @@ TEST_SUITE("server_pool fleet") {
     CHECK(capped == std::vector<ns>{ns{0}, 1ms, 2ms, 3ms, 3ms, 3ms});
     const std::vector<ns> by_default = lengths(1ms, 0ms, 7);  // 1, 2, ..., 32, then it stays at 32
     CHECK(by_default == std::vector<ns>{ns{0}, 1ms, 2ms, 4ms, 8ms, 16ms, 32ms, 32ms, 32ms});
+    const std::vector<ns> past_32x = lengths(1ms, 50ms, 8);  // a cap above 32x: doubles up to it
+    CHECK(past_32x == std::vector<ns>{ns{0}, 1ms, 2ms, 4ms, 8ms, 16ms, 32ms, 50ms, 50ms, 50ms});
   }
 
   TEST_CASE("all servers ejected: the queue backs up and submitters block, then it drains once one returns" *
@@ -608,6 +610,15 @@ TEST_SUITE("server_pool fleet") {
     CHECK_THROWS_WITH_AS(make(o), doctest::Contains("options.max_eject_for"), std::invalid_argument);
     o.max_eject_for = std::chrono::hours(24 * 365 * 300);
     CHECK_THROWS_WITH_AS(make(o), doctest::Contains("options.max_eject_for"), std::invalid_argument);
+    o = {};  // checked without eject_after too: the fields mean the same whether or not it is set
+    o.eject_for = -1ms;
+    CHECK_THROWS_WITH_AS(make(o), doctest::Contains("options.eject_for must not be negative"), std::invalid_argument);
+    o.eject_for = std::chrono::milliseconds::min();
+    CHECK_THROWS_WITH_AS(make(o), doctest::Contains("options.eject_for must not be negative"), std::invalid_argument);
+    o = {};
+    o.max_eject_for = 999ms;  // below the default eject_for of 1000 ms
+    CHECK_THROWS_WITH_AS(make(o), doctest::Contains("options.max_eject_for must be at least eject_for"),
+                         std::invalid_argument);
     o = {};
     o.queue_timeout = 5ms;  // without on_expired
     CHECK_THROWS_WITH_AS(make(o), doctest::Contains("on_expired"), std::invalid_argument);

@@ -117,9 +117,12 @@ struct queue_deadline {
 ///
 /// The constructor checks every field and throws `std::invalid_argument` naming the first bad one
 /// and its value: a zero `servers`, `slots_per_server`, `queue_capacity` or `max_attempts`; a
-/// product `servers * slots_per_server` above `k_max_threads`; a non-positive `eject_for` when
-/// `eject_after` is set; `max_ejected_percent` above 100; a negative or NaN retry budget; a
-/// negative `queue_timeout`, or a positive one without `server_pool_callbacks::on_expired`.
+/// product `servers * slots_per_server` above `k_max_threads`; a negative `eject_for`, or a zero
+/// one when `eject_after` is set; a negative `max_eject_for`, or a positive one below `eject_for`;
+/// `eject_for`, `max_eject_for`, `retry_budget_window` or `queue_timeout` above a year;
+/// `max_ejected_percent` above 100; a negative or NaN retry budget; a non-positive
+/// `retry_budget_window`; a negative `queue_timeout`, or a positive one without
+/// `server_pool_callbacks::on_expired`.
 ///
 /// **Fleet policy, and what was chosen where the model (Envoy's outlier detection, Finagle's retry
 /// budget) leaves a choice:**
@@ -168,11 +171,12 @@ struct server_pool_options {
   /// Consecutive failed attempts (a `permanent_error` is not one) that eject a server; 0 = never.
   std::size_t eject_after = 0;
   /// The first ejection of a server; each further ejection without a successful probe in between
-  /// lasts twice as long as the one before, up to 32 times this (or `max_eject_for`, if shorter).
-  /// Must be positive if `eject_after` is set; at most a year.
+  /// lasts twice as long as the one before, up to `max_eject_for` (by default 32 times this).
+  /// Not negative; positive if `eject_after` is set; at most a year.
   std::chrono::milliseconds eject_for{1000};
   /// The longest one ejection may last (Envoy's `max_ejection_time`): the doubling stops there.
-  /// 0 = `32 * eject_for`. If set, at least `eject_for` and at most a year. Lower it when outages
+  /// 0 = `32 * eject_for`. If set, at least `eject_for` and at most a year (it may exceed 32 times
+  /// `eject_for`: the doubling goes on until it reaches the cap). Lower it when outages
   /// are short next to `32 * eject_for`: a server that is back waits out the rest of its period
   /// (half of it on average) before its probe, so the cap bounds that wait, at the cost of one
   /// probe (one attempt of a request, which is then retried) per `max_eject_for` while it is down.

@@ -23,8 +23,8 @@ permanent_error::~permanent_error() = default;
 namespace flowpool::detail {
 namespace {
 
-constexpr std::size_t k_cache_line = 128;  // two lines: Intel's adjacent-line prefetcher pairs them
-constexpr std::uint32_t k_max_multiplier = 32;
+constexpr std::size_t k_cache_line = 128;              // two lines: Intel's adjacent-line prefetcher pairs them
+constexpr std::int64_t k_default_max_multiplier = 32;  // max_eject_for = 0 means 32 * eject_for
 
 [[noreturn]] void bad_option(const std::string& what) {
   throw std::invalid_argument("flowpool::server_pool: options." + what);
@@ -46,6 +46,9 @@ void validate(const server_pool_options& options) {
   if (options.servers > k_max / options.slots_per_server) {
     bad_option("servers * options.slots_per_server must be at most " + std::to_string(k_max) + " threads (got " +
                std::to_string(options.servers) + " * " + std::to_string(options.slots_per_server) + ")");
+  }
+  if (options.eject_for.count() < 0) {
+    bad_option("eject_for must not be negative (got " + std::to_string(options.eject_for.count()) + " ms)");
   }
   if (options.eject_after > 0 && options.eject_for.count() <= 0) {
     bad_option("eject_for must be positive when eject_after is set (got " + std::to_string(options.eject_for.count()) +
@@ -73,7 +76,7 @@ void validate(const server_pool_options& options) {
     bad_option("max_eject_for must be 0 (32 * eject_for) or up to a year (got " +
                std::to_string(options.max_eject_for.count()) + " ms)");
   }
-  if (options.eject_after > 0 && options.max_eject_for.count() > 0 && options.max_eject_for < options.eject_for) {
+  if (options.max_eject_for.count() > 0 && options.max_eject_for < options.eject_for) {
     bad_option("max_eject_for must be at least eject_for (got " + std::to_string(options.max_eject_for.count()) +
                " ms < " + std::to_string(options.eject_for.count()) + " ms)");
   }
@@ -139,7 +142,10 @@ struct fleet_server {
   std::size_t consecutive = 0;
   std::uint64_t ejections = 0;
   std::uint64_t retried = 0;
-  std::uint32_t multiplier = 1;  // the next ejection lasts min(eject_for * multiplier, max_eject_for)
+  // The next ejection lasts min(eject_for * multiplier, max_eject_for). It stops doubling once that
+  // reaches max_eject_for, so it stays below 2 * max_eject_for / eject_for (2^36 for a year over 1 ms)
+  // and eject_for * multiplier below two years in nanoseconds: no overflow.
+  std::int64_t multiplier = 1;
   fleet::clock::duration last_ejection{0};
   fleet::clock::time_point until{};
   bool probe_out = false;   // a slot took the probe and has not reported its result
@@ -164,7 +170,7 @@ fleet::fleet(const server_pool_options& options)
       m_eject_for(options.eject_for),
       m_max_eject_for(options.max_eject_for.count() > 0
                           ? std::chrono::nanoseconds(options.max_eject_for)
-                          : std::chrono::nanoseconds(options.eject_for) * static_cast<int>(k_max_multiplier)),
+                          : std::chrono::nanoseconds(options.eject_for) * k_default_max_multiplier),
       m_max_ejected_percent(options.max_ejected_percent),
       m_budget_ratio(options.retry_budget_ratio),
       m_budget_floor_per_second(options.retry_budget_min_per_second),
@@ -566,9 +572,12 @@ void fleet::eject(fleet_server& server, clock::time_point now) noexcept {
     ++m_ejected;
     server.state = server_state::ejected;
   }
-  server.last_ejection = std::min(m_eject_for * server.multiplier, m_max_eject_for);
+  const std::chrono::nanoseconds doubled = m_eject_for * server.multiplier;
+  server.last_ejection = std::min(doubled, m_max_eject_for);
   server.until = now + server.last_ejection;
-  server.multiplier = std::min(server.multiplier * 2, k_max_multiplier);
+  if (doubled < m_max_eject_for) {
+    server.multiplier *= 2;
+  }
   ++server.ejections;
   server.consecutive = 0;
   wake_all();  // its sleeping slots now sleep until `until`; other servers may take what avoided it

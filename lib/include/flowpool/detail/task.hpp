@@ -222,7 +222,8 @@ class group_state {
     // The common case without a CAS (a failed CAS is still a locked instruction, and this runs at
     // the end of every wait(); issue 13). relaxed: k_no_error has nothing to read. A covered task's
     // capture() finished before its end, which happens-before this call, so its k_recorded (only
-    // this thread moves it on) is what the load sees then; k_no_error means no covered error.
+    // this thread moves it on), or the k_writing of the capture it lost to, is what the load sees
+    // then (coherence); k_no_error means no covered error.
     if (m_error_state.load(std::memory_order_relaxed) == k_no_error) {
       return nullptr;
     }
