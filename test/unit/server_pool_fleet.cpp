@@ -44,26 +44,18 @@ using flowpool_test::eventually;
 using flowpool_test::process_thread_count;
 using flowpool_test::thread_count_baseline;
 
-// A one-shot gate: wait() blocks until open(). Not a sleep: the opener decides.
-class gate {
- public:
-  void open() {
-    {
-      const std::lock_guard<std::mutex> lock(m_mutex);
-      m_open = true;
-    }
-    m_cv.notify_all();
-  }
-  void wait() {
-    std::unique_lock<std::mutex> lock(m_mutex);
-    m_cv.wait(lock, [&] { return m_open; });
-  }
+using flowpool_test::gate;  // one-shot: wait() blocks until open(); the opener decides, nothing sleeps
 
- private:
-  std::mutex m_mutex;
-  std::condition_variable m_cv;
-  bool m_open = false;
-};
+// The handler of a pool whose request 0 holds its slot: it counts `holding` down, then waits for
+// `release`; every other request returns at once.
+auto hold_request_0(std::latch& holding, gate& release) {
+  return [&holding, &release](slot_id, int& r) {
+    if (r == 0) {
+      holding.count_down();
+      release.wait();
+    }
+  };
+}
 
 // How often each request id ended in each way; checked once the pool is quiet.
 struct ledger {
@@ -769,11 +761,8 @@ TEST_SUITE("server_pool fleet") {
     };
     server_pool<int> pool(
         fleet_options(1, 1),
-        [&](slot_id, int& r) {
-          if (r == 0) {
-            holding.count_down();
-            release.wait();
-          }
+        [&, hold = hold_request_0(holding, release)](slot_id id, int& r) {
+          hold(id, r);
           ran.fetch_add(1);
         },
         std::move(callbacks));
@@ -805,15 +794,7 @@ TEST_SUITE("server_pool fleet") {
     options.queue_capacity = 1;
     server_pool_callbacks<int> callbacks;
     callbacks.on_expired = [&](int&) { expired.fetch_add(1); };
-    server_pool<int> pool(
-        options,
-        [&](slot_id, int& r) {
-          if (r == 0) {
-            holding.count_down();
-            release.wait();
-          }
-        },
-        std::move(callbacks));
+    server_pool<int> pool(options, hold_request_0(holding, release), std::move(callbacks));
     REQUIRE(pool.submit(0));
     holding.wait();
     REQUIRE(pool.submit(1, flowpool::queue_deadline::in(std::chrono::duration<double>(1e300))));  // no deadline
@@ -841,15 +822,7 @@ TEST_SUITE("server_pool fleet") {
     server_pool_callbacks<int> callbacks;
     callbacks.on_expired = [&](int&) { expired.fetch_add(1); };
     {
-      server_pool<int> pool(
-          options,
-          [&](slot_id, int& r) {
-            if (r == 0) {
-              holding.count_down();
-              release.wait();
-            }
-          },
-          std::move(callbacks));
+      server_pool<int> pool(options, hold_request_0(holding, release), std::move(callbacks));
       REQUIRE(pool.submit(0, flowpool::queue_deadline::in(1h)));  // overrides the 1 ms default
       holding.wait();
       REQUIRE(pool.submit(1));
